@@ -1,0 +1,55 @@
+# Everything sets itself up: a virtualenv in .venv and the Debian packages the tests use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEBIAN_PACKAGES := bird2 gobgpd iproute2
+CORE := bgpd/messages
+BENCH ?=
+FUZZ_COUNT ?= 1000000
+
+.PHONY: all setup debian-deps run test lint unit bench fuzz clean
+
+all: test
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Installs only what is missing, so a machine that has everything makes no apt call.
+debian-deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "not root: cannot install$$missing (tests that need them will skip, or fail under CI=true)"; fi; \
+	fi
+
+run: setup
+	$(PY) -m bgpd.messages.dump tests/data/*.bgp
+
+lint: setup
+	$(VENV)/bin/ruff check bgpd reflector tests bench tools
+	$(VENV)/bin/mypy --strict $(CORE)
+
+unit: setup
+	$(PY) -m pytest -q
+
+test: setup debian-deps lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: setup debian-deps
+	$(PY) -m bench $(BENCH)
+
+fuzz: setup
+	$(PY) -m tests.messages.fuzz --count $(FUZZ_COUNT)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

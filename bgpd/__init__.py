@@ -1,0 +1,1 @@
+"""bgpd: a Python, asyncio-based replacement for calico-node."""

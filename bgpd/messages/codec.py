@@ -1,0 +1,59 @@
+"""The public entry points: one whole message in, one typed message out, and back.
+
+``decode_message`` checks the header (RFC 4271 §6.1) and hands the body to the
+message class found in ``MESSAGE_CLASSES``; ``encode_message`` is its inverse.
+Decoders raise only ``BgpError``: a body too short for a struct field is a length
+fault of that message type, never an ``IndexError`` leaking out.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from .codes import HEADER_LEN, MARKER, MessageHeaderSubcode, MessageType
+from .context import DEFAULT_CONTEXT, SessionContext
+from .errors import MessageHeaderError, RouteRefreshError
+from .framing import LENGTH_LIMITS, check_header
+from .message import Keepalive, Message
+from .notification import Notification
+from .open import Open
+from .route_refresh import RouteRefresh
+from .update import Update
+
+MESSAGE_CLASSES: dict[int, type[Message]] = {
+    MessageType.OPEN: Open,
+    MessageType.UPDATE: Update,
+    MessageType.NOTIFICATION: Notification,
+    MessageType.KEEPALIVE: Keepalive,
+    MessageType.ROUTE_REFRESH: RouteRefresh,
+}
+
+
+def decode_message(data: bytes, context: SessionContext = DEFAULT_CONTEXT) -> Message:
+    """Decode exactly one whole message, header included (RFC 4271 §4)."""
+    length, mtype = check_header(data[:HEADER_LEN], context.max_message_length)
+    if length != len(data):
+        raise MessageHeaderError(
+            MessageHeaderSubcode.BAD_MESSAGE_LENGTH,
+            bytes(data[16:18]),
+            f"length field {length} but {len(data)} octets given",
+        )
+    body = bytes(data[HEADER_LEN:])
+    try:
+        return MESSAGE_CLASSES[mtype].decode_body(body, context)
+    except RouteRefreshError as e:
+        # RFC 7313 §5: the data of this error is the whole message.
+        e.data = bytes(data)
+        raise
+
+
+def encode_message(message: Message, context: SessionContext = DEFAULT_CONTEXT) -> bytes:
+    """Encode one message with its header; ``ValueError`` if it exceeds the size
+    the session allows (RFC 4271 §4.1, RFC 8654 §4)."""
+    body = message.encode_body(context)
+    length = HEADER_LEN + len(body)
+    low, high = LENGTH_LIMITS[message.type]
+    limit = context.max_message_length if high is None else min(high, context.max_message_length)
+    if not low <= length <= limit:
+        raise ValueError(f"{message.type.name} of {length} octets is outside {low}..{limit}")
+    return MARKER + struct.pack(">HB", length, message.type) + body

@@ -1,0 +1,52 @@
+"""What a session negotiated, as far as the wire format depends on it.
+
+The OPEN exchange decides how later messages are laid out: 2- or 4-octet AS
+numbers in AS_PATH and AGGREGATOR (RFC 6793), path identifiers in front of NLRI
+per family and direction (RFC 7911), and the maximum message length (RFC 8654).
+Decoding reads the receive side, encoding the send side.
+
+``SessionContext()`` with no arguments describes a modern peer: 4-octet AS, no
+ADD-PATH, 4096-byte messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .codes import MAX_EXTENDED_MESSAGE_LEN, MAX_MESSAGE_LEN, Family
+
+#: A decoded attribute set is cached under its raw bytes; past this many entries the
+#: cache starts afresh, which bounds memory without the cost of LRU bookkeeping.
+ATTRIBUTE_CACHE_LIMIT = 1 << 18
+
+
+@dataclass(frozen=True, slots=True)
+class SessionContext:
+    """Negotiated wire parameters (RFC 6793 §3, RFC 7911 §4, RFC 8654 §3)."""
+
+    four_octet_as: bool = True
+    add_path_receive: frozenset[Family] = frozenset()
+    add_path_send: frozenset[Family] = frozenset()
+    extended_message: bool = False
+    # Decoded path attributes keyed by their raw octets: identical bytes give the
+    # identical (shared) object, and repeated attribute sets decode in one lookup.
+    attribute_cache: dict[bytes, Any] = field(
+        default_factory=dict, compare=False, repr=False, hash=False
+    )
+
+    @property
+    def max_message_length(self) -> int:
+        """Largest message this session may carry (RFC 8654 §4)."""
+        return MAX_EXTENDED_MESSAGE_LEN if self.extended_message else MAX_MESSAGE_LEN
+
+    def receive_path_id(self, family: Family) -> bool:
+        """True when NLRI of ``family`` from the peer carry a Path Identifier (RFC 7911 §3)."""
+        return family in self.add_path_receive
+
+    def send_path_id(self, family: Family) -> bool:
+        """True when NLRI of ``family`` we send carry a Path Identifier (RFC 7911 §3)."""
+        return family in self.add_path_send
+
+
+DEFAULT_CONTEXT = SessionContext()
