@@ -84,8 +84,9 @@ class MessageBuffer:
     def messages(self) -> Iterator[tuple[int, bytes]]:
         """Yield ``(type, whole message bytes)`` for every complete message buffered."""
         buf = self._buf
-        end = len(buf)
-        while end - self._pos >= HEADER_LEN:
+        # Re-read the length every round: the consumer may feed() between messages.
+        while len(buf) - self._pos >= HEADER_LEN:
+            end = len(buf)
             pos = self._pos
             # The view is released before yielding, so feed() may resize the buffer.
             with memoryview(buf) as view:
