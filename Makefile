@@ -33,7 +33,7 @@ debian-deps:
 	fi
 
 run: setup
-	$(PY) -m bgpd.messages.dump tests/data/*.bgp
+	$(PY) -m bgpd.dump tests/data/*.bgp
 
 lint: setup
 	$(VENV)/bin/ruff check bgpd reflector tests bench tools

@@ -22,8 +22,23 @@ from bgpd.messages import (
 from bgpd.messages.nlri import Prefix
 
 LENGTH_MIX = [
-    (24, 600), (23, 70), (22, 110), (21, 50), (20, 45), (19, 35), (18, 20), (17, 12),
-    (16, 30), (15, 4), (14, 4), (13, 3), (12, 2), (11, 1), (10, 1), (9, 1), (8, 1),
+    (24, 600),
+    (23, 70),
+    (22, 110),
+    (21, 50),
+    (20, 45),
+    (19, 35),
+    (18, 20),
+    (17, 12),
+    (16, 30),
+    (15, 4),
+    (14, 4),
+    (13, 3),
+    (12, 2),
+    (11, 1),
+    (10, 1),
+    (9, 1),
+    (8, 1),
 ]
 
 
@@ -49,8 +64,10 @@ def make_attribute_sets(count: int, rng: random.Random, next_hop: bytes) -> list
     out = []
     seen = set()
     while len(out) < count:
-        path = (65001,) + tuple(rng.choice(asns) for _ in range(rng.randint(1, 7)))
-        comms = tuple(sorted(rng.sample(range(1 << 16, 1 << 32, 7919), rng.choice([0, 0, 1, 2, 3, 5]))))
+        path = (65001, *(rng.choice(asns) for _ in range(rng.randint(1, 7))))
+        comms = tuple(
+            sorted(rng.sample(range(1 << 16, 1 << 32, 7919), rng.choice([0, 0, 1, 2, 3, 5])))
+        )
         med = rng.choice([None, None, 0, 10, 100, rng.randrange(1000)])
         key = (path, comms, med)
         if key in seen:

@@ -50,6 +50,7 @@ def emit(rows: list[Row]) -> None:
         pv = "-" if r.peer_value is None else f"{r.peer_value:,.1f}"
         ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
         print(
-            f"{r.bench:<10} {r.metric + ' (' + r.unit + ')':<34} {r.ours:>14,.1f} {r.peer:<22} {pv:>14} {ratio:>8}"
+            f"{r.bench:<10} {r.metric + ' (' + r.unit + ')':<34} {r.ours:>14,.1f} "
+            f"{r.peer:<22} {pv:>14} {ratio:>8}"
         )
     sys.stdout.flush()

@@ -33,8 +33,10 @@ from .capabilities import (
     Hostname,
     LongLivedGracefulRestart,
     Multiprotocol,
-    RouteRefresh as RouteRefreshCapability,
     UnknownCapability,
+)
+from .capabilities import (
+    RouteRefresh as RouteRefreshCapability,
 )
 from .codec import decode_message, encode_message
 from .codes import (

@@ -127,9 +127,13 @@ class AsPath:
         """Parse an AS_PATH/AS4_PATH value; ``AsPathError`` when malformed (RFC 7606 §7.2)."""
         size = 4 if four_octet else 2
         code = "I" if four_octet else "H"
+        n = len(data)
+        # Fast path: one AS_SEQUENCE, the shape of nearly every path on the Internet.
+        if n > 2 and data[0] == 2 and data[1] and 2 + data[1] * size == n:
+            asns = struct.unpack(f">{data[1]}{code}", data[2:])
+            return _new_path((_new_segment(AsPathSegment, (2, asns)),))
         segments = []
         i = 0
-        n = len(data)
         while i < n:
             if i + 2 > n:
                 raise AsPathError("truncated segment header")
@@ -178,6 +182,7 @@ def reconstruct(as_path: AsPath, as4_path: AsPath | None) -> AsPath:
     if as4_path is None:
         return as_path
     as4 = AsPath(tuple(s for s in as4_path.segments if s.type not in _CONFED))
+
     # Count ASNs as RFC 6793 does: a set is one, confederation segments count too.
     def n_as(path: AsPath) -> int:
         return sum(

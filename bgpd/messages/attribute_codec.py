@@ -148,7 +148,9 @@ def _extended_communities(value: bytes, four: bool) -> tuple[bytes, ...]:
     """RFC 7606 §7.14: a non-zero multiple of 8."""
     n = len(value)
     if n == 0 or n & 7:
-        raise _Malformed(_LENGTH, f"EXTENDED_COMMUNITIES length {n} is not a non-zero multiple of 8")
+        raise _Malformed(
+            _LENGTH, f"EXTENDED_COMMUNITIES length {n} is not a non-zero multiple of 8"
+        )
     return tuple([value[i : i + 8] for i in range(0, n, 8)])
 
 
@@ -212,9 +214,7 @@ class DecodedBlock(NamedTuple):
     mp_unreach: RawAttribute | None
 
 
-def _fault(
-    subcode: UpdateSubcode, action: Action, data: bytes, reason: str
-) -> UpdateMessageError:
+def _fault(subcode: UpdateSubcode, action: Action, data: bytes, reason: str) -> UpdateMessageError:
     return UpdateMessageError(subcode, data, reason, action)
 
 
@@ -232,14 +232,24 @@ def _walk(data: bytes) -> tuple[list[tuple[int, int, int, int, int]], list[Updat
     while i < n:
         if i + 3 > n:
             faults.append(
-                _fault(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, _TAW, data[i:], "truncated attribute header")
+                _fault(
+                    UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
+                    _TAW,
+                    data[i:],
+                    "truncated attribute header",
+                )
             )
             break
         flags = data[i]
         if flags & _EXT:
             if i + 4 > n:
                 faults.append(
-                    _fault(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, _TAW, data[i:], "truncated attribute header")
+                    _fault(
+                        UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
+                        _TAW,
+                        data[i:],
+                        "truncated attribute header",
+                    )
                 )
                 break
             start = i + 4
@@ -249,7 +259,9 @@ def _walk(data: bytes) -> tuple[list[tuple[int, int, int, int, int]], list[Updat
             end = start + data[i + 2]
         if end > n:
             faults.append(
-                _fault(_LENGTH, _TAW, data[i:], f"attribute {data[i + 1]} overruns the attribute block")
+                _fault(
+                    _LENGTH, _TAW, data[i:], f"attribute {data[i + 1]} overruns the attribute block"
+                )
             )
             break
         out.append((flags, data[i + 1], i, start, end))
@@ -263,45 +275,59 @@ def decode_attribute_block(data: bytes, context: SessionContext) -> DecodedBlock
     hit = cache.get(data)
     if hit is not None:
         return hit  # type: ignore[no-any-return]
-    headers, faults = _walk(data)
+    four = context.four_octet_as
+    # Optimistic single pass: most blocks (all IPv4 ones) hold no MP attribute.
+    decoded = _decode_values(data, four, allow_mp=False)
+    if decoded is not None:
+        block = DecodedBlock(decoded[0], decoded[1], None, None)
+        if not any(f.action >= _RESET for f in decoded[1]):
+            _remember(cache, data, block)
+        return block
+    headers, walk_faults = _walk(data)
     mp: dict[int, RawAttribute] = {}
+    mp_faults: list[UpdateMessageError] = []
     rest = []
     for flags, code, at, start, end in headers:
         if code in _MP_TYPES:
             whole = data[at:end]
             if code in mp:
                 # RFC 7606 §3 g: a repeated MP attribute cannot be resolved.
-                faults.append(
-                    _fault(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, _RESET, whole, f"attribute {code} repeated")
+                mp_faults.append(
+                    _fault(
+                        UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
+                        _RESET,
+                        whole,
+                        f"attribute {code} repeated",
+                    )
                 )
                 continue
             if flags & 0xC0 != EXPECTED_FLAGS[code]:
-                faults.append(
-                    _fault(UpdateSubcode.ATTRIBUTE_FLAGS_ERROR, _RESET, whole, f"attribute {code} flags {flags:#x}")
+                mp_faults.append(
+                    _fault(
+                        UpdateSubcode.ATTRIBUTE_FLAGS_ERROR,
+                        _RESET,
+                        whole,
+                        f"attribute {code} flags {flags:#x}",
+                    )
                 )
             mp[code] = RawAttribute(flags, data[start:end], whole)
         else:
-            rest.append((flags, code, at, start, end))
-    if mp or faults:
-        # The MP attributes differ from UPDATE to UPDATE; the rest is what repeats.
-        key = b"".join([data[at:end] for _f, _c, at, _s, end in rest])
-        hit = None if faults else cache.get(key)
-        if hit is None:
-            attributes, more = _decode_values(data, headers, context.four_octet_as)
-            hit = DecodedBlock(attributes, more, None, None)
-            if not faults and not any(f.action >= _RESET for f in more):
-                _remember(cache, key, hit)
-        return DecodedBlock(
-            hit.attributes,
-            tuple(faults) + hit.faults,
-            mp.get(AttrType.MP_REACH_NLRI),
-            mp.get(AttrType.MP_UNREACH_NLRI),
-        )
-    attributes, more = _decode_values(data, headers, context.four_octet_as)
-    block = DecodedBlock(attributes, more, None, None)
-    if not any(f.action >= _RESET for f in more):
-        _remember(cache, data, block)
-    return block
+            rest.append(data[at:end])
+    # The MP attributes differ from UPDATE to UPDATE; the rest is what repeats.
+    key = b"".join(rest)
+    hit = None if walk_faults else cache.get(key)
+    if hit is None:
+        full = _decode_values(data, four, allow_mp=True)
+        assert full is not None
+        hit = DecodedBlock(full[0], full[1], None, None)
+        if not walk_faults and not any(f.action >= _RESET for f in full[1]):
+            _remember(cache, key, hit)
+    return DecodedBlock(
+        hit.attributes,
+        tuple(mp_faults) + hit.faults,
+        mp.get(AttrType.MP_REACH_NLRI),
+        mp.get(AttrType.MP_UNREACH_NLRI),
+    )
 
 
 def _remember(cache: dict[bytes, Any], key: bytes, value: Any) -> None:
@@ -311,22 +337,56 @@ def _remember(cache: dict[bytes, Any], key: bytes, value: Any) -> None:
 
 
 def _decode_values(
-    data: bytes, headers: list[tuple[int, int, int, int, int]], four: bool
-) -> tuple[PathAttributes, tuple[UpdateMessageError, ...]]:
-    """Decode every attribute but the MP ones, which only keep their wire position."""
+    data: bytes, four: bool, allow_mp: bool
+) -> tuple[PathAttributes, tuple[UpdateMessageError, ...]] | None:
+    """Walk and decode every attribute but the MP ones in one pass.
+
+    MP attributes only keep their wire position; without ``allow_mp`` meeting one
+    returns None, so the caller can take the path that cuts them out first.
+    Header faults end the walk (RFC 7606 §4, see ``_walk``).
+    """
     values = _TEMPLATE.copy()
     faults: list[UpdateMessageError] = []
     unknown: list[UnknownAttribute] = []
     seen: set[int] = set()
     wire = bytearray()
     rows = _ROWS
-    for flags, code, at, start, end in headers:
+    i = 0
+    n = len(data)
+    while i < n:
+        if i + 3 > n or (data[i] & _EXT and i + 4 > n):
+            faults.append(
+                _fault(
+                    UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
+                    _TAW,
+                    data[i:],
+                    "truncated attribute header",
+                )
+            )
+            break
+        flags = data[i]
+        code = data[i + 1]
+        if flags & _EXT:
+            start = i + 4
+            end = start + ((data[i + 2] << 8) | data[i + 3])
+        else:
+            start = i + 3
+            end = start + data[i + 2]
+        if end > n:
+            faults.append(
+                _fault(_LENGTH, _TAW, data[i:], f"attribute {code} overruns the attribute block")
+            )
+            break
+        at = i
+        i = end
         if code in seen:
             continue  # RFC 7606 §3 g: later copies of an attribute are discarded
         seen.add(code)
         row = rows.get(code)
         if row is None:
             if code in _MP_TYPES:
+                if not allow_mp:
+                    return None
                 wire += bytes((code, flags))
             elif not flags & _OPT:
                 # RFC 4271 §6.3: an unrecognised well-known attribute resets the session.
@@ -414,28 +474,40 @@ def _pack_large(value: tuple[LargeCommunity, ...], four: bool) -> bytes:
     return b"".join([struct.pack(">III", *lc) for lc in value])
 
 
+def _pack_origin(value: int, four: bool) -> bytes:
+    return bytes((value,))
+
+
+def _pack_nothing(value: bool, four: bool) -> bytes:
+    return b""
+
+
+def _pack_joined(value: tuple[bytes, ...], four: bool) -> bytes:
+    return b"".join(value)
+
+
+_VALUE_ENCODERS: dict[int, Callable[[Any, bool], bytes]] = {
+    AttrType.ORIGIN: _pack_origin,
+    AttrType.AS_PATH: _pack_path,
+    AttrType.NEXT_HOP: _pack_bytes,
+    AttrType.MULTI_EXIT_DISC: _pack_u32,
+    AttrType.LOCAL_PREF: _pack_u32,
+    AttrType.ATOMIC_AGGREGATE: _pack_nothing,
+    AttrType.AGGREGATOR: _pack_aggregator,
+    AttrType.COMMUNITIES: _pack_u32_list,
+    AttrType.ORIGINATOR_ID: _pack_u32,
+    AttrType.CLUSTER_LIST: _pack_u32_list,
+    AttrType.EXTENDED_COMMUNITIES: _pack_joined,
+    AttrType.AS4_PATH: _pack_as4_path,
+    AttrType.AS4_AGGREGATOR: _pack_as4_aggregator,
+    AttrType.LARGE_COMMUNITY: _pack_large,
+    AttrType.OTC: _pack_u32,
+}
+
 #: (type, field, flags, value encoder) in ascending type order.
 _ENCODERS: list[tuple[int, str, int, Callable[[Any, bool], bytes]]] = [
-    (code, FIELD_OF_TYPE[code], EXPECTED_FLAGS[code], encoder)
-    for code, encoder in sorted(
-        {
-            AttrType.ORIGIN: lambda v, four: bytes((v,)),
-            AttrType.AS_PATH: _pack_path,
-            AttrType.NEXT_HOP: _pack_bytes,
-            AttrType.MULTI_EXIT_DISC: _pack_u32,
-            AttrType.LOCAL_PREF: _pack_u32,
-            AttrType.ATOMIC_AGGREGATE: lambda v, four: b"",
-            AttrType.AGGREGATOR: _pack_aggregator,
-            AttrType.COMMUNITIES: _pack_u32_list,
-            AttrType.ORIGINATOR_ID: _pack_u32,
-            AttrType.CLUSTER_LIST: _pack_u32_list,
-            AttrType.EXTENDED_COMMUNITIES: lambda v, four: b"".join(v),
-            AttrType.AS4_PATH: _pack_as4_path,
-            AttrType.AS4_AGGREGATOR: _pack_as4_aggregator,
-            AttrType.LARGE_COMMUNITY: _pack_large,
-            AttrType.OTC: _pack_u32,
-        }.items()
-    )
+    (int(code), FIELD_OF_TYPE[code], EXPECTED_FLAGS[code], encoder)
+    for code, encoder in sorted(_VALUE_ENCODERS.items())
 ]
 
 
@@ -484,9 +556,7 @@ def encode_attribute_block(
             out.append(attribute_bytes(code, part[0] | (sent & (_PARTIAL | _EXT)), part[1]))
     if parts:
         # What the wire order does not mention goes where the canonical order puts it.
-        mp_first = [
-            attribute_bytes(c, f, v) for c, (f, v) in parts.items() if c in _MP_TYPES
-        ]
+        mp_first = [attribute_bytes(c, f, v) for c, (f, v) in parts.items() if c in _MP_TYPES]
         rest = [
             attribute_bytes(c, f, v) for c, (f, v) in sorted(parts.items()) if c not in _MP_TYPES
         ]

@@ -100,9 +100,7 @@ class PathAttributes:
     large_communities: tuple[LargeCommunity, ...] | None = None
     otc: int | None = None
     unknown: tuple[UnknownAttribute, ...] = ()
-    wire_flags: bytes | None = field(
-        default=None, compare=False, hash=False, repr=False
-    )
+    wire_flags: bytes | None = field(default=None, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.origin is not None and self.origin not in (0, 1, 2):
@@ -122,11 +120,9 @@ class PathAttributes:
                     raise ValueError(f"{name} must not be empty when present")
                 for v in values:
                     _u32(name, v)
-        if self.extended_communities is not None:
-            if not self.extended_communities or any(
-                len(c) != 8 for c in self.extended_communities
-            ):
-                raise ValueError("extended communities are non-empty 8-octet values")
+        ext = self.extended_communities
+        if ext is not None and (not ext or any(len(c) != 8 for c in ext)):
+            raise ValueError("extended communities are non-empty 8-octet values")
         if self.large_communities is not None:
             if not self.large_communities:
                 raise ValueError("large_communities must not be empty when present")

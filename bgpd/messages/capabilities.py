@@ -128,12 +128,7 @@ class ExtendedNextHop(Capability):
     def decode_value(cls, value: bytes) -> ExtendedNextHop:
         if len(value) % 6:
             raise _malformed(cls.code, value, "length is not a multiple of 6")
-        return cls(
-            tuple(
-                (Family(a, s), nh)
-                for a, s, nh in struct.iter_unpack(">HHH", value)
-            )
-        )
+        return cls(tuple((Family(a, s), nh) for a, s, nh in struct.iter_unpack(">HHH", value)))
 
 
 @dataclass(frozen=True, slots=True)

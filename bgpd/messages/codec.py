@@ -31,6 +31,12 @@ MESSAGE_CLASSES: dict[int, type[Message]] = {
 
 def decode_message(data: bytes, context: SessionContext = DEFAULT_CONTEXT) -> Message:
     """Decode exactly one whole message, header included (RFC 4271 §4)."""
+    if len(data) < HEADER_LEN:
+        raise MessageHeaderError(
+            MessageHeaderSubcode.BAD_MESSAGE_LENGTH,
+            b"",
+            f"{len(data)} octets is shorter than a header",
+        )
     length, mtype = check_header(data[:HEADER_LEN], context.max_message_length)
     if length != len(data):
         raise MessageHeaderError(
@@ -52,8 +58,10 @@ def encode_message(message: Message, context: SessionContext = DEFAULT_CONTEXT) 
     the session allows (RFC 4271 §4.1, RFC 8654 §4)."""
     body = message.encode_body(context)
     length = HEADER_LEN + len(body)
-    low, high = LENGTH_LIMITS[message.type]
+    low, high = LENGTH_LIMITS[message.message_type]
     limit = context.max_message_length if high is None else min(high, context.max_message_length)
     if not low <= length <= limit:
-        raise ValueError(f"{message.type.name} of {length} octets is outside {low}..{limit}")
-    return MARKER + struct.pack(">HB", length, message.type) + body
+        raise ValueError(
+            f"{message.message_type.name} of {length} octets is outside {low}..{limit}"
+        )
+    return MARKER + struct.pack(">HB", length, message.message_type) + body

@@ -103,4 +103,5 @@ class UpdateMessageError(BgpError):
         self.faults: tuple[UpdateMessageError, ...] = (self,)
 
     def __repr__(self) -> str:
-        return f"UpdateMessageError({self.action.name}, {error_name(self.code, self.subcode)}, {self.reason!r})"
+        name = error_name(self.code, self.subcode)
+        return f"UpdateMessageError({self.action.name}, {name}, {self.reason!r})"

@@ -97,6 +97,7 @@ class MessageBuffer:
             self._pos = pos + length
             yield mtype, message
 
+
 def iter_messages(stream: bytes, max_length: int = MAX_MESSAGE_LEN) -> Iterator[tuple[int, bytes]]:
     """Split a complete capture into messages; trailing partial bytes are an error."""
     buffer = MessageBuffer(max_length)

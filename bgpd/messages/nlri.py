@@ -79,7 +79,8 @@ def _canonical(data: bytes, start: int, end: int) -> bytes:
 def decode_prefixes(data: bytes, bits_limit: int) -> list[Prefix]:
     """Split an NLRI field into packed prefixes (RFC 4271 §4.3)."""
     found: list[Prefix] = _SPLIT[bits_limit].findall(data)
-    if sum(map(len, found)) == len(data):
+    # The matches tile the field exactly when nothing was skipped.
+    if len(b"".join(found)) == len(data):
         return found
     return _decode_slowly(data, bits_limit)
 
@@ -139,6 +140,7 @@ def is_valid_prefix(prefix: Prefix, afi: int) -> bool:
         and len(prefix) == 1 + _OCTETS[bits]
         and not (_PAD[bits] and prefix[-1] & _PAD[bits])
     )
+
 
 def prefix_from_text(text: str) -> tuple[Afi, Prefix]:
     """Parse ``"10.0.0.0/8"`` or ``"2001:db8::/32"`` into (AFI, packed prefix).

@@ -29,7 +29,7 @@ MAX_SHUTDOWN_COMMUNICATION = 255
 class Notification(Message):
     """NOTIFICATION: error code, subcode and data."""
 
-    type: ClassVar[MessageType] = MessageType.NOTIFICATION
+    message_type: ClassVar[MessageType] = MessageType.NOTIFICATION
     code: int
     subcode: int = 0
     data: bytes = b""
@@ -57,7 +57,9 @@ class Notification(Message):
     def hard_reset(cls, inner: Notification) -> Notification:
         """A Cease/Hard Reset wrapping ``inner`` (RFC 8538 §3)."""
         return cls(
-            ErrorCode.CEASE, CeaseSubcode.HARD_RESET, bytes((inner.code, inner.subcode)) + inner.data
+            ErrorCode.CEASE,
+            CeaseSubcode.HARD_RESET,
+            bytes((inner.code, inner.subcode)) + inner.data,
         )
 
     @property
@@ -103,4 +105,6 @@ class Notification(Message):
 
     def __str__(self) -> str:
         text = self.shutdown_communication
-        return f"{self.name}" + (f' "{text}"' if text else (f" data={self.data.hex()}" if self.data else ""))
+        return f"{self.name}" + (
+            f' "{text}"' if text else (f" data={self.data.hex()}" if self.data else "")
+        )

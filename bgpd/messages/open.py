@@ -29,7 +29,7 @@ C = TypeVar("C", bound=Capability)
 class Open(Message):
     """OPEN: version, My AS (2 octets on the wire), Hold Time, BGP Identifier, capabilities."""
 
-    type: ClassVar[MessageType] = MessageType.OPEN
+    message_type: ClassVar[MessageType] = MessageType.OPEN
     my_as: int
     hold_time: int
     bgp_id: int
@@ -70,7 +70,8 @@ class Open(Message):
         for param in self.parameters:
             for cap in param:
                 if isinstance(cap, kind):
-                    return cap
+                    found: C = cap
+                    return found
         return None
 
     def find_all(self, kind: type[C]) -> list[C]:
@@ -89,12 +90,16 @@ class Open(Message):
         short = sum(2 + len(v) for v in values)
         if not self.extended_parameters and short <= 255 and all(len(v) <= 255 for v in values):
             params = b"".join(bytes((cap, len(v))) + v for v in values)
-            head = struct.pack(">BHHIB", self.version, self.my_as, self.hold_time, self.bgp_id, len(params))
+            head = struct.pack(
+                ">BHHIB", self.version, self.my_as, self.hold_time, self.bgp_id, len(params)
+            )
             return head + params
         # RFC 9072 §2: Non-Ext OP Len 255, Non-Ext OP Type 255, then a 2-octet length.
         params = b"".join(struct.pack(">BH", cap, len(v)) + v for v in values)
         head = struct.pack(">BHHIB", self.version, self.my_as, self.hold_time, self.bgp_id, 255)
-        return head + struct.pack(">BH", OptionalParameterType.EXTENDED_LENGTH, len(params)) + params
+        return (
+            head + struct.pack(">BH", OptionalParameterType.EXTENDED_LENGTH, len(params)) + params
+        )
 
     @classmethod
     def decode_body(cls, body: bytes, context: SessionContext) -> Open:
@@ -113,7 +118,9 @@ class Open(Message):
         if bgp_id == 0:
             raise OpenMessageError(OpenSubcode.BAD_BGP_IDENTIFIER, b"", "BGP Identifier is 0")
         rest = body[10:]
-        extended = opt_len != 0 and len(rest) >= 1 and rest[0] == OptionalParameterType.EXTENDED_LENGTH
+        extended = (
+            opt_len != 0 and len(rest) >= 1 and rest[0] == OptionalParameterType.EXTENDED_LENGTH
+        )
         if extended:
             if len(rest) < 3:
                 raise OpenMessageError(OpenSubcode.UNSPECIFIC, b"", "truncated extended parameters")
@@ -123,7 +130,7 @@ class Open(Message):
             raise OpenMessageError(
                 OpenSubcode.UNSPECIFIC,
                 b"",
-                f"optional parameters length {opt_len} does not match the {len(rest)} octets present",
+                f"optional parameters length {opt_len} but {len(rest)} octets present",
             )
         head = 3 if extended else 2
         params: list[tuple[Capability, ...]] = []

@@ -23,7 +23,7 @@ from .message import Message
 class RouteRefresh(Message):
     """ROUTE-REFRESH: a family and a subtype (normal request, BoRR, EoRR)."""
 
-    type: ClassVar[MessageType] = MessageType.ROUTE_REFRESH
+    message_type: ClassVar[MessageType] = MessageType.ROUTE_REFRESH
     family: Family
     subtype: int = RouteRefreshSubtype.NORMAL
     orf: bytes = b""

@@ -42,7 +42,9 @@ from .nlri import (
 _NEXT_HOP_LENGTHS: dict[int, tuple[int, ...]] = {Afi.IPV4: (4, 16, 32), Afi.IPV6: (16, 32)}
 
 
-def _check_prefixes(family: Family, prefixes: tuple[Prefix, ...], path_ids: tuple[int, ...]) -> None:
+def _check_prefixes(
+    family: Family, prefixes: tuple[Prefix, ...], path_ids: tuple[int, ...]
+) -> None:
     if family in PREFIX_FAMILIES:
         for p in prefixes:
             if not is_valid_prefix(p, family.afi):
@@ -54,7 +56,9 @@ def _check_prefixes(family: Family, prefixes: tuple[Prefix, ...], path_ids: tupl
             raise ValueError(f"path identifier {pid} does not fit 32 bits")
 
 
-def _split(data: bytes, family: Family, with_ids: bool) -> tuple[tuple[Prefix, ...], tuple[int, ...]]:
+def _split(
+    data: bytes, family: Family, with_ids: bool
+) -> tuple[tuple[Prefix, ...], tuple[int, ...]]:
     limit = max_bits(family.afi)
     if with_ids:
         prefixes, ids = decode_prefixes_with_ids(data, limit)
@@ -100,7 +104,9 @@ class MpReach:
     def encode_value(self, path_ids: bool) -> bytes:
         _check_path_ids(self.family, self.nlri, self.path_ids, path_ids)
         head = struct.pack(">HBB", self.family.afi, self.family.safi, len(self.next_hop))
-        return head + self.next_hop + b"\0" + encode_prefixes(self.nlri, self.path_ids) + self.unparsed
+        return (
+            head + self.next_hop + b"\0" + encode_prefixes(self.nlri, self.path_ids) + self.unparsed
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +142,7 @@ def _check_path_ids(
 class Update(Message):
     """UPDATE: withdrawn routes, path attributes, NLRI, and the MP attributes."""
 
-    type: ClassVar[MessageType] = MessageType.UPDATE
+    message_type: ClassVar[MessageType] = MessageType.UPDATE
     withdrawn: tuple[Prefix, ...] = ()
     attributes: PathAttributes = EMPTY_ATTRIBUTES
     nlri: tuple[Prefix, ...] = ()
@@ -186,7 +192,13 @@ class Update(Message):
                 unreach.encode_value(context.send_path_id(unreach.family)) if unreach else None,
             )
         nlri = encode_prefixes(self.nlri, self.nlri_path_ids)
-        return struct.pack(">H", len(withdrawn)) + withdrawn + struct.pack(">H", len(attrs)) + attrs + nlri
+        return (
+            struct.pack(">H", len(withdrawn))
+            + withdrawn
+            + struct.pack(">H", len(attrs))
+            + attrs
+            + nlri
+        )
 
     @classmethod
     def decode_body(cls, body: bytes, context: SessionContext) -> Update:
@@ -195,31 +207,43 @@ class Update(Message):
         wlen = (body[0] << 8) | body[1]
         if 4 + wlen > n:
             raise UpdateMessageError(
-                UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, b"", "withdrawn routes length overruns the message"
+                UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
+                b"",
+                "withdrawn routes length overruns the message",
             )
         alen = (body[2 + wlen] << 8) | body[3 + wlen]
         astart = 4 + wlen
         if astart + alen > n:
             raise UpdateMessageError(
-                UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, b"", "path attribute length overruns the message"
+                UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
+                b"",
+                "path attribute length overruns the message",
             )
         v4_ids = IPV4_UNICAST in context.add_path_receive
+        withdrawn: tuple[Prefix, ...]
+        nlri: tuple[Prefix, ...]
+        withdrawn_ids: tuple[int, ...]
+        nlri_ids: tuple[int, ...]
         try:
             if wlen:
                 withdrawn, withdrawn_ids = _split(body[2 : 2 + wlen], IPV4_UNICAST, v4_ids)
             else:
                 withdrawn, withdrawn_ids = (), ()
-            if astart + alen < n:
-                nlri, nlri_ids = _split(body[astart + alen :], IPV4_UNICAST, v4_ids)
-            else:
+            if astart + alen == n:
                 nlri, nlri_ids = (), ()
+            elif v4_ids:
+                nlri, nlri_ids = _split(body[astart + alen :], IPV4_UNICAST, True)
+            else:
+                nlri, nlri_ids = tuple(decode_prefixes(body[astart + alen :], 32)), ()
         except NlriError as e:
             # RFC 7606 §5.3: prefixes that cannot be parsed leave no way to withdraw them.
             raise UpdateMessageError(UpdateSubcode.INVALID_NETWORK_FIELD, b"", str(e)) from None
         if not alen:
             if nlri:
                 raise _missing_error(withdrawn, withdrawn_ids, nlri, nlri_ids)
-            return _new_update(withdrawn, EMPTY_ATTRIBUTES, nlri, None, None, withdrawn_ids, nlri_ids, ())
+            return _new_update(
+                withdrawn, EMPTY_ATTRIBUTES, nlri, None, None, withdrawn_ids, nlri_ids, ()
+            )
         block = decode_attribute_block(body[astart : astart + alen], context)
         attributes = block.attributes
         faults = list(block.faults)
@@ -230,7 +254,9 @@ class Update(Message):
             unreach = _decode_unreach(block.mp_unreach, context, faults)
         if nlri or (reach is not None and (reach.nlri or reach.unparsed)):
             # RFC 7606 §3 d: ORIGIN, AS_PATH, and NEXT_HOP for IPv4 NLRI, must be present.
-            required = (attributes.origin, attributes.as_path) + ((attributes.next_hop,) if nlri else ())
+            required = (attributes.origin, attributes.as_path) + (
+                (attributes.next_hop,) if nlri else ()
+            )
             if None in required:
                 codes = (AttrType.ORIGIN, AttrType.AS_PATH, AttrType.NEXT_HOP)
                 missing = codes[required.index(None)]
@@ -278,7 +304,9 @@ def _reach_fault(raw: RawAttribute, family: Family | None, reason: str) -> Updat
     # RFC 7606 §7.11 and RFC 4760 §7: the NLRI cannot be located reliably, so the whole
     # family goes (AFI/SAFI disable) or, when even the family is unreadable, the session.
     action = Action.AFI_SAFI_DISABLE if family is not None else Action.SESSION_RESET
-    return UpdateMessageError(UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR, raw.whole, reason, action, family)
+    return UpdateMessageError(
+        UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR, raw.whole, reason, action, family
+    )
 
 
 def _decode_reach(
@@ -301,7 +329,9 @@ def _decode_reach(
     if family not in PREFIX_FAMILIES:
         return _new_reach(family, next_hop, (), (), data)
     if nh_len not in _NEXT_HOP_LENGTHS[afi]:
-        faults.append(_reach_fault(raw, family, f"next hop length {nh_len} is invalid for {family}"))
+        faults.append(
+            _reach_fault(raw, family, f"next hop length {nh_len} is invalid for {family}")
+        )
         return None
     try:
         prefixes, ids = _split(data, family, family in context.add_path_receive)
@@ -372,13 +402,15 @@ def _apply_faults(update: Update, faults: list[UpdateMessageError]) -> Update:
     # also had a treat-as-withdraw fault.
     disabled = {f.family for f in faults if f.action == Action.AFI_SAFI_DISABLE}
     if taw:
-        strongest.updates = tuple(
-            u for u in _withdrawals(update) if _family_of(u) not in disabled
-        )
+        strongest.updates = tuple(u for u in _withdrawals(update) if _family_of(u) not in disabled)
     else:
-        keep_reach = update.mp_reach if update.mp_reach and update.mp_reach.family not in disabled else None
+        keep_reach = (
+            update.mp_reach if update.mp_reach and update.mp_reach.family not in disabled else None
+        )
         keep_unreach = (
-            update.mp_unreach if update.mp_unreach and update.mp_unreach.family not in disabled else None
+            update.mp_unreach
+            if update.mp_unreach and update.mp_unreach.family not in disabled
+            else None
         )
         v4 = IPV4_UNICAST not in disabled
         rest = Update(

@@ -33,11 +33,11 @@ class Capture:
         )
 
 
-def load(name: str) -> Capture:
+def load(name: str, directory: Path = DATA) -> Capture:
     return Capture(
         name,
-        (DATA / f"{name}.bgp").read_bytes(),
-        json.loads((DATA / f"{name}.json").read_text()),
+        (directory / f"{name}.bgp").read_bytes(),
+        json.loads((directory / f"{name}.json").read_text()),
     )
 
 

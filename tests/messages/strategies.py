@@ -33,9 +33,9 @@ from bgpd.messages import (
     UnknownCapability,
     Update,
 )
+from bgpd.messages.attributes import FIELD_OF_TYPE
 from bgpd.messages.capabilities import CAPABILITY_DECODERS
 from bgpd.messages.codes import IPV4_UNICAST, IPV6_UNICAST, PREFIX_FAMILIES
-from bgpd.messages.attributes import FIELD_OF_TYPE
 
 u8 = st.integers(0, 0xFF)
 u16 = st.integers(0, 0xFFFF)
@@ -83,7 +83,9 @@ capabilities = st.one_of(
     ),
     st.builds(
         LongLivedGracefulRestart,
-        st.lists(st.tuples(families, st.booleans(), st.integers(0, 0xFFFFFF)), max_size=6).map(tuple),
+        st.lists(st.tuples(families, st.booleans(), st.integers(0, 0xFFFFFF)), max_size=6).map(
+            tuple
+        ),
     ),
     st.builds(
         Hostname,
@@ -188,7 +190,12 @@ def updates(draw: st.DrawFn, context: SessionContext) -> Update:
         bits = 32 if fam.afi == 1 else 128
         nh_len = draw(st.sampled_from([4, 16, 32] if fam.afi == 1 else [16, 32]))
         p = draw(prefix_list(bits))
-        reach = MpReach(fam, draw(st.binary(min_size=nh_len, max_size=nh_len)), p, _ids(draw, p, fam in context.add_path_send))
+        reach = MpReach(
+            fam,
+            draw(st.binary(min_size=nh_len, max_size=nh_len)),
+            p,
+            _ids(draw, p, fam in context.add_path_send),
+        )
     if draw(st.booleans()):
         fam = draw(prefix_families)
         p = draw(prefix_list(32 if fam.afi == 1 else 128))
@@ -226,7 +233,9 @@ def updates(draw: st.DrawFn, context: SessionContext) -> Update:
 def _two_octet(path: AsPath | None) -> AsPath | None:
     if path is None:
         return None
-    return AsPath(tuple(AsPathSegment(s.type, tuple(a & 0xFFFF for a in s.asns)) for s in path.segments))
+    return AsPath(
+        tuple(AsPathSegment(s.type, tuple(a & 0xFFFF for a in s.asns)) for s in path.segments)
+    )
 
 
 notifications = st.builds(Notification, u8, u8, st.binary(max_size=100))

@@ -60,7 +60,9 @@ NLRI = P1 + P2
 
 
 def update(attrs: bytes, nlri: bytes = NLRI, withdrawn: bytes = b"") -> bytes:
-    body = struct.pack(">H", len(withdrawn)) + withdrawn + struct.pack(">H", len(attrs)) + attrs + nlri
+    body = (
+        struct.pack(">H", len(withdrawn)) + withdrawn + struct.pack(">H", len(attrs)) + attrs + nlri
+    )
     return msg(2, body)
 
 
@@ -131,7 +133,13 @@ def test_6_1_bad_message_type_carries_the_type() -> None:
 # --- RFC 4271 §6.2 OPEN message error handling ----------------------------------------
 
 
-def open_body(version: int = 4, my_as: int = 65002, hold: int = 90, bgp_id: int = 0xC6120002, params: bytes = b"") -> bytes:
+def open_body(
+    version: int = 4,
+    my_as: int = 65002,
+    hold: int = 90,
+    bgp_id: int = 0xC6120002,
+    params: bytes = b"",
+) -> bytes:
     return struct.pack(">BHHIB", version, my_as, hold, bgp_id, len(params)) + params
 
 
@@ -166,7 +174,9 @@ def test_6_2_optional_parameters_overrunning_the_message() -> None:
 
 
 def test_6_2_capability_overrunning_its_parameter() -> None:
-    assert fails(msg(1, open_body(params=b"\x02\x03\x41\x04\x00"))).subcode == OpenSubcode.UNSPECIFIC
+    assert (
+        fails(msg(1, open_body(params=b"\x02\x03\x41\x04\x00"))).subcode == OpenSubcode.UNSPECIFIC
+    )
 
 
 def test_6_2_malformed_known_capability_carries_it() -> None:
@@ -183,7 +193,9 @@ def test_6_2_unknown_capability_is_kept_not_refused() -> None:
 def test_6_2_rfc9072_extended_parameters() -> None:
     caps = b"\x01\x04\x00\x01\x00\x01" * 50  # 300 octets of capabilities
     params = struct.pack(">BH", 2, len(caps)) + caps
-    body = struct.pack(">BHHIB", 4, 65002, 90, 1, 255) + struct.pack(">BH", 255, len(params)) + params
+    body = (
+        struct.pack(">BHHIB", 4, 65002, 90, 1, 255) + struct.pack(">BH", 255, len(params)) + params
+    )
     decoded = decode_message(msg(1, body))
     assert len(decoded.capabilities) == 50  # type: ignore[attr-defined]
 
@@ -194,13 +206,19 @@ def test_6_2_rfc9072_extended_parameters() -> None:
 def test_6_3_withdrawn_length_overrun_is_malformed_attribute_list() -> None:
     body = struct.pack(">H", 50) + b"\x00\x00"
     err = fails(msg(2, body))
-    assert (err.subcode, err.action) == (UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, Action.SESSION_RESET)
+    assert (err.subcode, err.action) == (
+        UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
+        Action.SESSION_RESET,
+    )
 
 
 def test_6_3_attribute_length_overrun_is_malformed_attribute_list() -> None:
     body = struct.pack(">HH", 0, 200) + BASE
     err = fails(msg(2, body))
-    assert (err.subcode, err.action) == (UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, Action.SESSION_RESET)
+    assert (err.subcode, err.action) == (
+        UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
+        Action.SESSION_RESET,
+    )
 
 
 def test_6_3_invalid_network_field_resets_the_session() -> None:
@@ -222,7 +240,10 @@ def test_6_3_pad_bits_are_cleared_not_refused() -> None:
 def test_6_3_unrecognized_well_known_attribute_resets_the_session() -> None:
     bad = attr(99, b"\x01", flags=0x40)
     err = fails(update(BASE + bad))
-    assert (err.subcode, err.action) == (UpdateSubcode.UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE, Action.SESSION_RESET)
+    assert (err.subcode, err.action) == (
+        UpdateSubcode.UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE,
+        Action.SESSION_RESET,
+    )
     assert err.data == bad
 
 
@@ -254,23 +275,40 @@ def test_6_3_withdrawal_only_update_needs_no_attributes() -> None:
     [(1, 0xC0), (2, 0x80), (3, 0x00), (4, 0x40), (5, 0xC0), (8, 0x80), (16, 0x40), (32, 0x80)],
 )
 def test_7606_3c_attribute_flags_conflict_is_treat_as_withdraw(code: int, bad_flags: int) -> None:
-    values = {1: b"\x00", 2: b"", 3: bytes([198, 18, 0, 2]), 4: bytes(4), 5: bytes(4), 8: bytes(4), 16: bytes(8), 32: bytes(12)}
+    values = {
+        1: b"\x00",
+        2: b"",
+        3: bytes([198, 18, 0, 2]),
+        4: bytes(4),
+        5: bytes(4),
+        8: bytes(4),
+        16: bytes(8),
+        32: bytes(12),
+    }
     rest = {1: ORIGIN, 2: AS_PATH, 3: NEXT_HOP}
     attrs = b"".join(v for c, v in rest.items() if c != code) + attr(code, values[code], bad_flags)
     err = fails(update(attrs))
-    assert err.subcode in (UpdateSubcode.ATTRIBUTE_FLAGS_ERROR, UpdateSubcode.MISSING_WELL_KNOWN_ATTRIBUTE)
+    assert err.subcode in (
+        UpdateSubcode.ATTRIBUTE_FLAGS_ERROR,
+        UpdateSubcode.MISSING_WELL_KNOWN_ATTRIBUTE,
+    )
     assert any(f.subcode == UpdateSubcode.ATTRIBUTE_FLAGS_ERROR for f in err.faults)  # type: ignore[attr-defined]
     assert_withdraws(err, {P1, P2})
 
 
 def test_7606_3g_repeated_attribute_keeps_the_first() -> None:
-    decoded = decode_message(update(BASE + attr(4, b"\x00\x00\x00\x07") + attr(4, b"\x00\x00\x00\x09")))
+    decoded = decode_message(
+        update(BASE + attr(4, b"\x00\x00\x00\x07") + attr(4, b"\x00\x00\x00\x09"))
+    )
     assert decoded.attributes.med == 7  # type: ignore[attr-defined]
 
 
 def test_7606_3g_repeated_mp_reach_resets_the_session() -> None:
     err = fails(update(ORIGIN + AS_PATH + mp_reach_v6() + mp_reach_v6(), b""))
-    assert (err.subcode, err.action) == (UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, Action.SESSION_RESET)
+    assert (err.subcode, err.action) == (
+        UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
+        Action.SESSION_RESET,
+    )
 
 
 def test_7606_4_attribute_overrunning_the_block_is_treat_as_withdraw() -> None:
@@ -450,7 +488,10 @@ def test_7606_3_strongest_action_wins() -> None:
     # A discardable fault and a treat-as-withdraw fault: treat-as-withdraw wins ...
     err = fails(update(BASE + attr(6, b"\x01") + attr(8, b"\x00")))
     assert err.action == Action.TREAT_AS_WITHDRAW
-    assert sorted(f.action for f in err.faults) == [Action.ATTRIBUTE_DISCARD, Action.TREAT_AS_WITHDRAW]  # type: ignore[attr-defined]
+    assert sorted(f.action for f in err.faults) == [
+        Action.ATTRIBUTE_DISCARD,
+        Action.TREAT_AS_WITHDRAW,
+    ]  # type: ignore[attr-defined]
     # ... and a session-reset fault beats both.
     err = fails(update(BASE + attr(6, b"\x01") + attr(8, b"\x00") + attr(99, b"", flags=0x40)))
     assert err.action == Action.SESSION_RESET
@@ -461,7 +502,9 @@ def test_7606_treat_as_withdraw_covers_mp_reach_and_mp_unreach() -> None:
     v6a = prefix_from_text("2001:db8::/32")[1]
     v6b = prefix_from_text("2001:db8:1::/48")[1]
     unreach = attr(15, struct.pack(">HB", 2, 1) + v6b)
-    err = fails(update(ORIGIN + attr(2, b"\x09\x01" + bytes(4)) + unreach + mp_reach_v6(nlri=v6a), b""))
+    err = fails(
+        update(ORIGIN + attr(2, b"\x09\x01" + bytes(4)) + unreach + mp_reach_v6(nlri=v6a), b"")
+    )
     assert_withdraws(err, {v6a, v6b})
 
 
@@ -474,7 +517,11 @@ def test_7606_afi_safi_disable_with_treat_as_withdraw_withdraws_the_rest() -> No
 def test_error_converts_to_its_notification() -> None:
     err = fails(update(ORIGIN + AS_PATH + attr(3, b"\x0a\x00\x00")))
     note = Notification.from_error(err)
-    assert (note.code, note.subcode, note.data) == (ErrorCode.UPDATE_MESSAGE, 5, attr(3, b"\x0a\x00\x00"))
+    assert (note.code, note.subcode, note.data) == (
+        ErrorCode.UPDATE_MESSAGE,
+        5,
+        attr(3, b"\x0a\x00\x00"),
+    )
 
 
 # --- RFC 7313 §5 ROUTE-REFRESH ---------------------------------------------------------

@@ -35,7 +35,7 @@ def test_whole_stream_at_once() -> None:
     got = _all(buf)
     assert b"".join(m for _t, m in got) == stream
     assert len(buf) == 0
-    assert [t for t, _m in got][0] == 1 and got[-1][0] == 3
+    assert got[0][0] == 1 and got[-1][0] == 3
 
 
 def test_one_byte_at_a_time() -> None:

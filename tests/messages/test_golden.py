@@ -110,7 +110,13 @@ def test_withdrawals(name: str) -> None:
 
 def test_bird_ebgp_rich_attributes() -> None:
     routes = _routes("bird2-ebgp")
-    assert {"10.0.0.0/8", "172.16.0.0/16", "192.0.2.0/24", "2001:db8::/32", "2001:db8:1::/48"} <= set(routes)
+    assert {
+        "10.0.0.0/8",
+        "172.16.0.0/16",
+        "192.0.2.0/24",
+        "2001:db8::/32",
+        "2001:db8:1::/48",
+    } <= set(routes)
     a = routes["10.0.0.0/8"].attributes
     assert a.origin == 0
     assert a.as_path is not None and a.as_path.segments[0].asns == (65002, 4200000001)
@@ -120,7 +126,9 @@ def test_bird_ebgp_rich_attributes() -> None:
     assert LargeCommunity(4200000001, 1, 1) in a.large_communities
     assert a.extended_communities is not None and len(a.extended_communities) == 1
     # Route target 65000:100, 2-octet AS specific, transitive (RFC 4360 §4).
-    assert a.extended_communities[0] == bytes([0x00, 0x02]) + (65000).to_bytes(2, "big") + (100).to_bytes(4, "big")
+    assert a.extended_communities[0] == bytes([0x00, 0x02]) + (65000).to_bytes(2, "big") + (
+        100
+    ).to_bytes(4, "big")
     v6 = routes["2001:db8::/32"]
     assert v6.mp_reach is not None and v6.mp_reach.family == IPV6_UNICAST
     # BIRD sends the global and the link-local address (RFC 2545 §3).
@@ -148,7 +156,12 @@ def test_bird_ibgp_add_path() -> None:
     assert len(tens) == 2 and tens[0][0] != tens[1][0]
     assert {a.local_pref for _pid, a in tens} == {200, 50}
     # iBGP: the locally originated routes have an empty AS_PATH.
-    assert any(a.as_path is not None and a.as_path.segments == () for m in msgs for a in [m.attributes] if m.nlri)
+    assert any(
+        a.as_path is not None and a.as_path.segments == ()
+        for m in msgs
+        for a in [m.attributes]
+        if m.nlri
+    )
 
 
 @pytest.mark.parametrize("name", ["bird2-as2", "gobgp-as2"])
