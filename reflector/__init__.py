@@ -1,1 +1,1 @@
-"""See DESIGN.md: filled in by later issues."""
+"""RFC 4456 route reflection rules plugged into the RIB's import/export (issue 4)."""

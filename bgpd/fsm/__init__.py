@@ -1,1 +1,1 @@
-"""See DESIGN.md: filled in by later issues."""
+"""bgpd/fsm: see DESIGN.md (filled in by the issue that builds it)."""

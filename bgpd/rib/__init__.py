@@ -1,1 +1,1 @@
-"""See DESIGN.md: filled in by later issues."""
+"""bgpd/rib: see DESIGN.md (filled in by the issue that builds it)."""
