@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Decode raw BGP byte streams.")
     parser.add_argument("files", nargs="+", type=Path)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet under `| head`
     status = 0
     for path in args.files:
         print(f"== {path}")
