@@ -1,0 +1,215 @@
+"""The session manager: listening sockets, peers added and removed at run time,
+and connection collisions (RFC 4271 §6.8).
+
+Each peer is a ``SessionDriver`` keyed by its address.  An incoming connection
+goes to the peer with that address, after the listening socket has checked its
+TCP-MD5 signature (the key is installed per peer address on every listening
+socket); unknown addresses are closed at once.
+
+Collision (§6.8): when a connection arrives for a peer whose session already has
+one in OpenSent or OpenConfirm, the new one runs as a candidate session until
+the peer's OPEN names its BGP Identifier.  Then the connection opened by the
+speaker with the higher identifier survives; the other is closed with Cease /
+Connection Collision Resolution.  A connection arriving while the session is
+Established is refused, unless the peer is graceful-restart capable, in which
+case the old connection is taken as dead (RFC 4724 §4.2) and the new one wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .fsm import Session, SessionConfig, SessionEvent, SessionState, StateChanged
+from .fsm.driver import Endpoint, SessionDriver
+from .fsm.sockopts import set_md5, set_ttl_security
+
+log = logging.getLogger(__name__)
+
+
+def _normal(address: str) -> str:
+    """The canonical text of an address (IPv4-mapped IPv6 becomes IPv4)."""
+    ip = ipaddress.ip_address(address.split("%", maxsplit=1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+@dataclass
+class Peer:
+    endpoint: Endpoint
+    config: SessionConfig
+    driver: SessionDriver
+    candidate: SessionDriver | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Speaker:
+    """All BGP sessions of one process."""
+
+    def __init__(
+        self,
+        listen: list[tuple[str, int]],
+        on_event: Callable[[Peer, SessionEvent], None] = lambda p, e: None,
+    ) -> None:
+        self.listen = listen
+        self.on_event = on_event
+        self.peers: dict[str, Peer] = {}
+        self._sockets: list[socket.socket] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for host, port in self.listen:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and host == "::":
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind((host, port))
+            sock.listen(128)
+            sock.setblocking(False)
+            self._sockets.append(sock)
+            self._tasks.append(loop.create_task(self._accept_loop(sock)))
+
+    @property
+    def ports(self) -> list[int]:
+        """The bound ports (useful when listening on port 0)."""
+        return [s.getsockname()[1] for s in self._sockets]
+
+    def add_peer(self, endpoint: Endpoint, config: SessionConfig) -> Peer:
+        """Add a peer and start its session; the others are untouched."""
+        key = _normal(endpoint.peer_address)
+        if key in self.peers:
+            raise ValueError(f"peer {key} exists")
+        if endpoint.password:
+            # Keys are per address family: an IPv4 peer with a password needs an
+            # IPv4 listening socket.
+            for sock in self._sockets:
+                if sock.family == endpoint.family:
+                    set_md5(sock, endpoint.peer_address, endpoint.password)
+        peer = Peer(endpoint, config, self._driver(endpoint, config))
+        self.peers[key] = peer
+        peer.driver.start()
+        return peer
+
+    def remove_peer(self, address: str) -> None:
+        """Stop the session with Cease and forget the peer."""
+        peer = self.peers.pop(_normal(address))
+        peer.driver.stop()
+        if peer.candidate is not None:
+            peer.candidate.close()
+        if peer.endpoint.password:
+            for sock in self._sockets:
+                if sock.family == peer.endpoint.family:
+                    with contextlib.suppress(OSError):
+                        set_md5(sock, peer.endpoint.peer_address, None)
+        asyncio.get_running_loop().call_later(1.0, peer.driver.close)
+
+    async def close(self) -> None:
+        """Stop listening and drop every connection without a NOTIFICATION, so peers
+        keep our routes for their graceful-restart time (Calico's persist)."""
+        for task in self._tasks:
+            task.cancel()
+        for sock in self._sockets:
+            sock.close()
+        for peer in self.peers.values():
+            peer.driver.close()
+            if peer.candidate is not None:
+                peer.candidate.close()
+
+    def _driver(self, endpoint: Endpoint, config: SessionConfig) -> SessionDriver:
+        return SessionDriver(Session(config), endpoint, self._event)
+
+    def _event(self, driver: SessionDriver, event: SessionEvent) -> None:
+        peer = self.peers.get(_normal(driver.endpoint.peer_address))
+        if peer is None:
+            return
+        if driver is peer.candidate:
+            self._candidate_event(peer, event)
+            return
+        if driver is peer.driver:
+            self.on_event(peer, event)
+
+    def _candidate_event(self, peer: Peer, event: SessionEvent) -> None:
+        cand = peer.candidate
+        assert cand is not None
+        if isinstance(event, StateChanged) and event.new == SessionState.IDLE:
+            peer.candidate = None
+            cand.close()
+            return
+        if not (isinstance(event, StateChanged) and event.new == SessionState.OPENCONFIRM):
+            return
+        neg = cand.session.negotiated
+        assert neg is not None
+        main = peer.driver.session
+        if main.state not in (SessionState.OPENSENT, SessionState.OPENCONFIRM):
+            # The first connection died meanwhile: the candidate simply takes over.
+            self._promote(peer)
+            return
+        # §6.8: keep the connection opened by the side with the higher identifier.
+        if peer.config.local_id < neg.peer_id:
+            peer.driver.session.open_collision_dump(peer.driver.loop.time())
+            peer.driver._flush()
+            self._promote(peer)
+        else:
+            cand.session.open_collision_dump(cand.loop.time())
+            cand._flush()
+
+    def _promote(self, peer: Peer) -> None:
+        old = peer.driver
+        assert peer.candidate is not None
+        peer.driver, peer.candidate = peer.candidate, None
+        old.close()
+        self.on_event(
+            peer, StateChanged(SessionState.IDLE, peer.driver.session.state, old.loop.time())
+        )
+
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, addr = await loop.sock_accept(sock)
+            try:
+                self._incoming(conn, _normal(addr[0]))
+            except Exception:
+                log.exception("handling a connection from %s failed", addr[0])
+                conn.close()
+
+    def _incoming(self, conn: socket.socket, address: str) -> None:
+        peer = self.peers.get(address)
+        if peer is None:
+            log.info("connection from unknown address %s refused", address)
+            conn.close()
+            return
+        if peer.endpoint.ttl_security:
+            set_ttl_security(conn, peer.endpoint.ttl_security)
+        conn.setblocking(False)
+        main = peer.driver.session
+        if peer.driver.accept(conn):
+            return
+        if main.state == SessionState.ESTABLISHED:
+            neg = main.negotiated
+            if neg is not None and neg.peer_graceful_restart is not None:
+                # RFC 4724 §4.2: the peer restarted; its old connection is gone.
+                now = peer.driver.loop.time()
+                main.connection_lost(now)
+                main.start(now, passive=True)
+                peer.driver._flush()
+                if peer.driver.accept(conn):
+                    return
+            conn.close()
+            return
+        if (
+            main.state in (SessionState.OPENSENT, SessionState.OPENCONFIRM)
+            and peer.candidate is None
+        ):
+            peer.candidate = self._driver(peer.endpoint, peer.config)
+            peer.candidate.session.start(peer.candidate.loop.time(), passive=True)
+            peer.candidate.accept(conn)
+            return
+        conn.close()

@@ -1,0 +1,151 @@
+"""Two speakers in one process over real TCP on loopback addresses."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from bgpd.fsm import (
+    Established,
+    RoutesReceived,
+    SessionConfig,
+    SessionDown,
+    SessionEvent,
+    SessionState,
+)
+from bgpd.fsm.driver import Endpoint
+from bgpd.messages import (
+    AsPath,
+    PathAttributes,
+    SessionContext,
+    Update,
+    encode_message,
+    prefix_from_text,
+)
+from bgpd.speaker import Peer, Speaker
+
+A, B = "127.0.0.1", "127.0.0.2"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[SessionEvent] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, peer: Peer, event: SessionEvent) -> None:
+        self.events.append(event)
+        self.changed.set()
+
+    async def wait_for(
+        self, kind: type, timeout: float = 10.0, where: Callable[[Any], bool] = lambda e: True
+    ) -> SessionEvent:
+        async with asyncio.timeout(timeout):
+            while True:
+                for e in self.events:
+                    if isinstance(e, kind) and where(e):
+                        return e
+                self.changed.clear()
+                await self.changed.wait()
+
+
+def cfg(local_as: int, peer_as: int, rid: int, **kw: object) -> SessionConfig:
+    base = {
+        "connect_delay": 0.05,
+        "connect_retry_time": 0.5,
+        "error_wait_min": 0.2,
+        "error_wait_max": 1.0,
+    }
+    return SessionConfig(local_as=local_as, peer_as=peer_as, local_id=rid, **{**base, **kw})  # type: ignore[arg-type]
+
+
+async def pair(
+    a_kw: dict[str, object],
+    b_kw: dict[str, object],
+    a_ep: dict[str, object] | None = None,
+    b_ep: dict[str, object] | None = None,
+) -> tuple[Speaker, Speaker, Recorder, Recorder]:
+    pa, pb = free_port(), free_port()
+    ra, rb = Recorder(), Recorder()
+    sa, sb = Speaker([(A, pa)], ra), Speaker([(B, pb)], rb)
+    await sa.start()
+    await sb.start()
+    sa.add_peer(Endpoint(B, pb, local_address=A, **(a_ep or {})), cfg(65001, 65002, 1, **a_kw))  # type: ignore[arg-type]
+    sb.add_peer(Endpoint(A, pa, local_address=B, **(b_ep or {})), cfg(65002, 65001, 2, **b_kw))  # type: ignore[arg-type]
+    return sa, sb, ra, rb
+
+
+async def test_two_speakers_establish_and_exchange_an_update() -> None:
+    sa, sb, ra, rb = await pair({}, {})
+    try:
+        await ra.wait_for(Established)
+        await rb.wait_for(Established)
+        peer = sb.peers[A]
+        attrs = PathAttributes(
+            origin=0, as_path=AsPath.sequence(65002), next_hop=bytes([127, 0, 0, 2])
+        )
+        p = prefix_from_text("10.9.0.0/16")[1]
+        peer.driver.send(encode_message(Update(attributes=attrs, nlri=(p,)), SessionContext()))
+        got = await ra.wait_for(RoutesReceived)
+        assert got.update.nlri == (p,)  # type: ignore[attr-defined]
+    finally:
+        await sa.close()
+        await sb.close()
+
+
+async def test_both_active_collide_and_one_session_survives() -> None:
+    # Both sides dial at once (connect delay 0): §6.8 leaves exactly one connection.
+    sa, sb, ra, rb = await pair({"connect_delay": 0.0}, {"connect_delay": 0.0})
+    try:
+        await ra.wait_for(Established)
+        await rb.wait_for(Established)
+        await asyncio.sleep(0.5)
+        assert sa.peers[B].driver.session.state == SessionState.ESTABLISHED
+        assert sb.peers[A].driver.session.state == SessionState.ESTABLISHED
+        assert not [e for e in ra.events if isinstance(e, SessionDown) and e.was_established]
+    finally:
+        await sa.close()
+        await sb.close()
+
+
+async def test_md5_matching_keys_establish() -> None:
+    sa, sb, ra, rb = await pair(
+        {}, {"passive": True}, {"password": "s3cret"}, {"password": "s3cret"}
+    )
+    try:
+        await ra.wait_for(Established)
+    finally:
+        await sa.close()
+        await sb.close()
+
+
+async def test_md5_wrong_key_never_establishes() -> None:
+    sa, sb, ra, rb = await pair({}, {"passive": True}, {"password": "right"}, {"password": "wrong"})
+    try:
+        with pytest.raises(TimeoutError):
+            await ra.wait_for(Established, timeout=3.0)
+        assert sa.peers[B].driver.session.state != SessionState.ESTABLISHED
+    finally:
+        await sa.close()
+        await sb.close()
+
+
+async def test_peer_removed_at_run_time_leaves_others_alone() -> None:
+    sa, sb, ra, rb = await pair({}, {})
+    try:
+        await ra.wait_for(Established)
+        sb.remove_peer(A)
+        down = await ra.wait_for(SessionDown, where=lambda e: e.was_established)
+        assert down.received is not None and down.received.code == 6  # type: ignore[attr-defined]
+    finally:
+        await sa.close()
+        await sb.close()
