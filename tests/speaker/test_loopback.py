@@ -118,7 +118,7 @@ async def test_both_active_collide_and_one_session_survives() -> None:
 
 
 async def test_md5_matching_keys_establish() -> None:
-    sa, sb, ra, rb = await pair(
+    sa, sb, ra, _rb = await pair(
         {}, {"passive": True}, {"password": "s3cret"}, {"password": "s3cret"}
     )
     try:
@@ -129,7 +129,9 @@ async def test_md5_matching_keys_establish() -> None:
 
 
 async def test_md5_wrong_key_never_establishes() -> None:
-    sa, sb, ra, rb = await pair({}, {"passive": True}, {"password": "right"}, {"password": "wrong"})
+    sa, sb, ra, _rb = await pair(
+        {}, {"passive": True}, {"password": "right"}, {"password": "wrong"}
+    )
     try:
         with pytest.raises(TimeoutError):
             await ra.wait_for(Established, timeout=3.0)
@@ -140,7 +142,7 @@ async def test_md5_wrong_key_never_establishes() -> None:
 
 
 async def test_peer_removed_at_run_time_leaves_others_alone() -> None:
-    sa, sb, ra, rb = await pair({}, {})
+    sa, sb, ra, _rb = await pair({}, {})
     try:
         await ra.wait_for(Established)
         sb.remove_peer(A)
