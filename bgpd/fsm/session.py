@@ -355,6 +355,8 @@ class Session:
         self._on_send_open(now, payload)
 
     def _on_send_open(self, now: float, payload: object) -> None:
+        if not self.connected:
+            return  # a DelayOpen expiry that raced a lost connection
         self._open_timers(now)
         self._send(self.local_open)
         self._set_timer("hold", now + OPEN_HOLD_TIME)
@@ -369,6 +371,9 @@ class Session:
 
     def _on_open_during_delay(self, now: float, payload: object) -> None:
         assert isinstance(payload, Open)
+        if not self.connected or "delay_open" not in self._timers:
+            self._on_unexpected_before_open(now, payload)
+            return
         self._open_timers(now)
         if not self._accept_open(now, payload):
             return

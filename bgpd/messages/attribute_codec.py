@@ -28,7 +28,7 @@ from .attributes import (
     UnknownAttribute,
 )
 from .codes import AS_TRANS, AttrFlag, AttrType, UpdateSubcode
-from .context import ATTRIBUTE_CACHE_LIMIT, SessionContext
+from .context import SessionContext
 from .errors import Action, UpdateMessageError
 from .message import trusted_builder
 
@@ -75,13 +75,14 @@ def _as_path(value: bytes, four: bool) -> AsPath:
 
 
 def _as4_path(value: bytes, four: bool) -> AsPath:
-    """RFC 6793 §6: malformed AS4_PATH, or one with confederation segments, is discarded."""
+    """RFC 6793 §6: a malformed AS4_PATH is discarded; confederation segments in it
+    are dropped and the rest kept."""
     try:
         path = AsPath.decode(value, True)
     except AsPathError as e:
         raise _Malformed(_OPTIONAL, f"AS4_PATH: {e}") from None
     if any(s.type > 2 for s in path.segments):
-        raise _Malformed(_OPTIONAL, "AS4_PATH carries confederation segments")
+        path = AsPath(tuple(s for s in path.segments if s.type <= 2))
     return path
 
 
@@ -214,8 +215,18 @@ class DecodedBlock(NamedTuple):
     mp_unreach: RawAttribute | None
 
 
-def _fault(subcode: UpdateSubcode, action: Action, data: bytes, reason: str) -> UpdateMessageError:
-    return UpdateMessageError(subcode, data, reason, action)
+def _fault(
+    subcode: UpdateSubcode, action: Action, data: bytes, reason: str, attribute: int | None = None
+) -> UpdateMessageError:
+    return UpdateMessageError(subcode, data, reason, action, attribute=attribute)
+
+
+def _fresh(block: DecodedBlock) -> DecodedBlock:
+    """The block with new error objects: cached ones are never handed out, since the
+    UPDATE decoder annotates and raises them."""
+    if not block.faults:
+        return block
+    return block._replace(faults=tuple(f.copy() for f in block.faults))
 
 
 def _walk(data: bytes) -> tuple[list[tuple[int, int, int, int, int]], list[UpdateMessageError]]:
@@ -272,17 +283,17 @@ def _walk(data: bytes) -> tuple[list[tuple[int, int, int, int, int]], list[Updat
 def decode_attribute_block(data: bytes, context: SessionContext) -> DecodedBlock:
     """Decode a Path Attributes field (RFC 4271 §4.3, §6.3; RFC 7606 §3-7)."""
     cache = context.attribute_cache
-    hit = cache.get(data)
+    hit: DecodedBlock | None = cache.get(data)
     if hit is not None:
-        return hit  # type: ignore[no-any-return]
+        return _fresh(hit)
     four = context.four_octet_as
     # Optimistic single pass: most blocks (all IPv4 ones) hold no MP attribute.
     decoded = _decode_values(data, four, allow_mp=False)
     if decoded is not None:
         block = DecodedBlock(decoded[0], decoded[1], None, None)
         if not any(f.action >= _RESET for f in decoded[1]):
-            _remember(cache, data, block)
-        return block
+            cache.put(data, block)
+        return _fresh(block)
     headers, walk_faults = _walk(data)
     mp: dict[int, RawAttribute] = {}
     mp_faults: list[UpdateMessageError] = []
@@ -291,25 +302,14 @@ def decode_attribute_block(data: bytes, context: SessionContext) -> DecodedBlock
         if code in _MP_TYPES:
             whole = data[at:end]
             if code in mp:
-                # RFC 7606 §3 g: a repeated MP attribute cannot be resolved.
-                mp_faults.append(
-                    _fault(
-                        UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
-                        _RESET,
-                        whole,
-                        f"attribute {code} repeated",
-                    )
-                )
+                # RFC 7606 §3 g: a repeated MP attribute cannot be resolved.  RFC 4271
+                # §6.3 gives Malformed Attribute List no data.
+                why = f"attribute {code} repeated"
+                mp_faults.append(_fault(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, _RESET, b"", why))
                 continue
             if flags & 0xC0 != EXPECTED_FLAGS[code]:
-                mp_faults.append(
-                    _fault(
-                        UpdateSubcode.ATTRIBUTE_FLAGS_ERROR,
-                        _RESET,
-                        whole,
-                        f"attribute {code} flags {flags:#x}",
-                    )
-                )
+                why = f"attribute {code} flags {flags:#x}"
+                mp_faults.append(_fault(UpdateSubcode.ATTRIBUTE_FLAGS_ERROR, _RESET, whole, why))
             mp[code] = RawAttribute(flags, data[start:end], whole)
         else:
             rest.append(data[at:end])
@@ -321,19 +321,13 @@ def decode_attribute_block(data: bytes, context: SessionContext) -> DecodedBlock
         assert full is not None
         hit = DecodedBlock(full[0], full[1], None, None)
         if not walk_faults and not any(f.action >= _RESET for f in full[1]):
-            _remember(cache, key, hit)
+            cache.put(key, hit)
     return DecodedBlock(
         hit.attributes,
-        tuple(mp_faults) + hit.faults,
+        tuple(mp_faults) + tuple(f.copy() for f in hit.faults),
         mp.get(AttrType.MP_REACH_NLRI),
         mp.get(AttrType.MP_UNREACH_NLRI),
     )
-
-
-def _remember(cache: dict[bytes, Any], key: bytes, value: Any) -> None:
-    if len(cache) >= ATTRIBUTE_CACHE_LIMIT:
-        cache.clear()
-    cache[key] = value
 
 
 def _decode_values(
@@ -355,14 +349,8 @@ def _decode_values(
     n = len(data)
     while i < n:
         if i + 3 > n or (data[i] & _EXT and i + 4 > n):
-            faults.append(
-                _fault(
-                    UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
-                    _TAW,
-                    data[i:],
-                    "truncated attribute header",
-                )
-            )
+            why = "truncated attribute header"
+            faults.append(_fault(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, _TAW, data[i:], why))
             break
         flags = data[i]
         code = data[i + 1]
@@ -373,9 +361,8 @@ def _decode_values(
             start = i + 3
             end = start + data[i + 2]
         if end > n:
-            faults.append(
-                _fault(_LENGTH, _TAW, data[i:], f"attribute {code} overruns the attribute block")
-            )
+            why = f"attribute {code} overruns the attribute block"
+            faults.append(_fault(_LENGTH, _TAW, data[i:], why, code))
             break
         at = i
         i = end
@@ -387,38 +374,44 @@ def _decode_values(
             if code in _MP_TYPES:
                 if not allow_mp:
                     return None
-                wire += bytes((code, flags))
             elif not flags & _OPT:
                 # RFC 4271 §6.3: an unrecognised well-known attribute resets the session.
+                why = f"unrecognised well-known attribute {code}"
                 faults.append(
                     _fault(
                         UpdateSubcode.UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE,
                         _RESET,
                         data[at:end],
-                        f"unrecognised well-known attribute {code}",
+                        why,
+                        code,
                     )
                 )
             elif flags & _TRANS:
+                # Kept for propagation with the Partial bit set (RFC 4271 §5).
                 flags |= _PARTIAL
                 unknown.append(UnknownAttribute(code, flags & 0xE0, data[start:end]))
-                wire += bytes((code, flags))
-            continue
-        slot, decoder, action, expected = row
-        if flags & 0xC0 != expected:
-            faults.append(
-                _fault(
-                    UpdateSubcode.ATTRIBUTE_FLAGS_ERROR,
-                    action,
-                    data[at:end],
-                    f"attribute {code} flags {flags:#x}",
+        elif four and code in _AS4_TYPES:
+            pass  # RFC 6793 §4.1: from a NEW speaker these are discarded
+        else:
+            slot, decoder, action, expected = row
+            if flags & 0xC0 != expected:
+                # RFC 7606 §3 c: treat-as-withdraw, unless the attribute's own rules
+                # say otherwise (RFC 6793 §6 for AS4_PATH and AS4_AGGREGATOR).
+                flag_action = _DISCARD if code in _AS4_TYPES else _TAW
+                why = f"attribute {code} flags {flags:#x}"
+                faults.append(
+                    _fault(
+                        UpdateSubcode.ATTRIBUTE_FLAGS_ERROR, flag_action, data[at:end], why, code
+                    )
                 )
-            )
-            continue
-        try:
-            values[slot] = decoder(data[start:end], four)
-        except _Malformed as e:
-            faults.append(_fault(e.subcode, action, data[at:end], e.reason))
-            continue
+            else:
+                try:
+                    values[slot] = decoder(data[start:end], four)
+                except _Malformed as e:
+                    faults.append(_fault(e.subcode, action, data[at:end], e.reason, code))
+        # Every attribute seen goes into the layout, kept or not: the encoder emits
+        # only what is present, and End-of-RIB detection must know that the block
+        # held nothing else (RFC 4724 §2).
         wire.append(code)
         wire.append(flags)
     # The wire layout repeats across a whole table: share one bytes object per layout.
@@ -434,6 +427,7 @@ def _decode_values(
 
 
 _LAYOUTS: dict[bytes, bytes] = {}
+_AS4_TYPES = (int(AttrType.AS4_PATH), int(AttrType.AS4_AGGREGATOR))
 
 
 def _type_of(attribute: UnknownAttribute) -> int:
@@ -536,6 +530,8 @@ def encode_attribute_block(
     for code, name, flags, encoder in _ENCODERS:
         value = getattr(attributes, name)
         if value is not None and value is not False:
+            if four_octet and code in _AS4_TYPES:
+                continue  # RFC 6793 §4.1: never sent between NEW speakers
             parts[code] = (flags, encoder(value, four_octet))
     for u in attributes.unknown:
         parts[u.type] = (u.flags, u.value)
@@ -552,8 +548,10 @@ def encode_attribute_block(
         sent = wire[i + 1]
         part = parts.pop(code, None)
         if part is not None:
-            # Keep the sender's Partial and Extended Length bits.
-            out.append(attribute_bytes(code, part[0] | (sent & (_PARTIAL | _EXT)), part[1]))
+            # Keep the sender's Extended Length bit, and its Partial bit where one is
+            # allowed: on optional transitive attributes only (RFC 4271 §4.3).
+            keep = _EXT | (_PARTIAL if part[0] & 0xC0 == 0xC0 else 0)
+            out.append(attribute_bytes(code, part[0] | (sent & keep), part[1]))
     if parts:
         # What the wire order does not mention goes where the canonical order puts it.
         mp_first = [attribute_bytes(c, f, v) for c, (f, v) in parts.items() if c in _MP_TYPES]

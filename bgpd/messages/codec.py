@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 
 from .codes import HEADER_LEN, MARKER, MessageHeaderSubcode, MessageType
-from .context import DEFAULT_CONTEXT, SessionContext
+from .context import SessionContext
 from .errors import MessageHeaderError, RouteRefreshError
 from .framing import LENGTH_LIMITS, check_header
 from .message import Keepalive, Message
@@ -19,6 +19,8 @@ from .notification import Notification
 from .open import Open
 from .route_refresh import RouteRefresh
 from .update import Update
+
+_ENCODE_DEFAULT = SessionContext()  # encoding never touches the attribute cache
 
 MESSAGE_CLASSES: dict[int, type[Message]] = {
     MessageType.OPEN: Open,
@@ -29,8 +31,14 @@ MESSAGE_CLASSES: dict[int, type[Message]] = {
 }
 
 
-def decode_message(data: bytes, context: SessionContext = DEFAULT_CONTEXT) -> Message:
-    """Decode exactly one whole message, header included (RFC 4271 §4)."""
+def decode_message(data: bytes, context: SessionContext | None = None) -> Message:
+    """Decode exactly one whole message, header included (RFC 4271 §4).
+
+    Without a context, a fresh default one: no attribute cache is shared between
+    callers.  Sessions pass their own, which also shares decoded attribute sets.
+    """
+    if context is None:
+        context = SessionContext()
     if len(data) < HEADER_LEN:
         raise MessageHeaderError(
             MessageHeaderSubcode.BAD_MESSAGE_LENGTH,
@@ -53,9 +61,11 @@ def decode_message(data: bytes, context: SessionContext = DEFAULT_CONTEXT) -> Me
         raise
 
 
-def encode_message(message: Message, context: SessionContext = DEFAULT_CONTEXT) -> bytes:
+def encode_message(message: Message, context: SessionContext | None = None) -> bytes:
     """Encode one message with its header; ``ValueError`` if it exceeds the size
     the session allows (RFC 4271 §4.1, RFC 8654 §4)."""
+    if context is None:
+        context = _ENCODE_DEFAULT
     body = message.encode_body(context)
     length = HEADER_LEN + len(body)
     low, high = LENGTH_LIMITS[message.message_type]

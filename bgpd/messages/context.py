@@ -16,9 +16,33 @@ from typing import Any
 
 from .codes import MAX_EXTENDED_MESSAGE_LEN, MAX_MESSAGE_LEN, Family
 
-#: A decoded attribute set is cached under its raw bytes; past this many entries the
-#: cache starts afresh, which bounds memory without the cost of LRU bookkeeping.
-ATTRIBUTE_CACHE_LIMIT = 1 << 18
+#: Decoded attribute sets are cached under their raw octets.  Past this many octets
+#: of keys the cache starts afresh: memory stays bounded (a few tens of MB per
+#: session) without the cost of LRU bookkeeping.  Longer keys are not cached.
+ATTRIBUTE_CACHE_BYTES = 16 << 20
+ATTRIBUTE_CACHE_MAX_KEY = 1024
+
+
+class AttributeCache:
+    """Raw attribute octets -> decoded block, bounded by the octets of its keys."""
+
+    __slots__ = ("entries", "octets")
+
+    def __init__(self) -> None:
+        self.entries: dict[bytes, Any] = {}
+        self.octets = 0
+
+    def get(self, key: bytes) -> Any:
+        return self.entries.get(key)
+
+    def put(self, key: bytes, value: Any) -> None:
+        if len(key) > ATTRIBUTE_CACHE_MAX_KEY:
+            return
+        if self.octets + len(key) > ATTRIBUTE_CACHE_BYTES:
+            self.entries.clear()
+            self.octets = 0
+        self.entries[key] = value
+        self.octets += len(key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +55,10 @@ class SessionContext:
     extended_message: bool = False
     # Decoded path attributes keyed by their raw octets: identical bytes give the
     # identical (shared) object, and repeated attribute sets decode in one lookup.
-    attribute_cache: dict[bytes, Any] = field(
-        default_factory=dict, compare=False, repr=False, hash=False
+    # init=False: a context made with dataclasses.replace() (say, another AS width)
+    # gets its own cache instead of sharing one decoded under other rules.
+    attribute_cache: AttributeCache = field(
+        default_factory=AttributeCache, init=False, compare=False, repr=False, hash=False
     )
 
     @property
@@ -47,6 +73,3 @@ class SessionContext:
     def send_path_id(self, family: Family) -> bool:
         """True when NLRI of ``family`` we send carry a Path Identifier (RFC 7911 §3)."""
         return family in self.add_path_send
-
-
-DEFAULT_CONTEXT = SessionContext()

@@ -94,13 +94,27 @@ class UpdateMessageError(BgpError):
         data: bytes = b"",
         reason: str = "",
         action: Action = Action.SESSION_RESET,
+        *,
         family: Family | None = None,
+        attribute: int | None = None,
     ) -> None:
         super().__init__(ErrorCode.UPDATE_MESSAGE, subcode, data, reason)
         self.action = action
         self.family = family
+        self.attribute = attribute
         self.updates: tuple[Update, ...] = ()
         self.faults: tuple[UpdateMessageError, ...] = (self,)
+
+    def copy(self, action: Action | None = None) -> UpdateMessageError:
+        """A fresh error with the same meaning (cached faults are never re-raised)."""
+        return UpdateMessageError(
+            UpdateSubcode(self.subcode),
+            self.data,
+            self.reason,
+            self.action if action is None else action,
+            family=self.family,
+            attribute=self.attribute,
+        )
 
     def __repr__(self) -> str:
         name = error_name(self.code, self.subcode)

@@ -16,13 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .codes import CeaseSubcode, ErrorCode, MessageType, error_name
+from .codes import MAX_MESSAGE_LEN, CeaseSubcode, ErrorCode, MessageType, error_name
 from .context import SessionContext
 from .errors import BgpError
 from .message import Message
 
 _COMMUNICATION_SUBCODES = (CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, CeaseSubcode.ADMINISTRATIVE_RESET)
 MAX_SHUTDOWN_COMMUNICATION = 255
+#: Data octets that fit one 4096-octet NOTIFICATION, leaving room for a Hard Reset
+#: (2 octets) around it.
+MAX_DATA = MAX_MESSAGE_LEN - 21 - 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +43,12 @@ class Notification(Message):
 
     @classmethod
     def from_error(cls, error: BgpError) -> Notification:
-        """The NOTIFICATION a session sends for a decode fault (RFC 4271 §6)."""
-        return cls(error.code, error.subcode, error.data)
+        """The NOTIFICATION a session sends for a decode fault (RFC 4271 §6).
+
+        The data is cut to what fits a 4096-octet message (and a Hard Reset around
+        it): RFC 7313 §5 asks for a whole ROUTE-REFRESH, which may be larger.
+        """
+        return cls(error.code, error.subcode, error.data[:MAX_DATA])
 
     @classmethod
     def shutdown(
@@ -56,11 +63,8 @@ class Notification(Message):
     @classmethod
     def hard_reset(cls, inner: Notification) -> Notification:
         """A Cease/Hard Reset wrapping ``inner`` (RFC 8538 §3)."""
-        return cls(
-            ErrorCode.CEASE,
-            CeaseSubcode.HARD_RESET,
-            bytes((inner.code, inner.subcode)) + inner.data,
-        )
+        data = bytes((inner.code, inner.subcode)) + inner.data
+        return cls(ErrorCode.CEASE, CeaseSubcode.HARD_RESET, data[: MAX_DATA + 2])
 
     @property
     def name(self) -> str:

@@ -166,13 +166,21 @@ class Update(Message):
     @property
     def end_of_rib_family(self) -> Family | None:
         """The family this UPDATE marks End-of-RIB for, or None (RFC 4724 §2)."""
-        if self.withdrawn or self.nlri or self.mp_reach is not None:
+        if self.withdrawn or self.nlri or self.mp_reach is not None or self.discarded:
             return None
-        if self.attributes is not EMPTY_ATTRIBUTES and self.attributes != EMPTY_ATTRIBUTES:
+        attrs = self.attributes
+        if attrs is not EMPTY_ATTRIBUTES and attrs != EMPTY_ATTRIBUTES:
             return None
+        # A decoded UPDATE remembers every attribute it held, even ones dropped:
+        # only a bare minimum-length UPDATE, or one with nothing but an empty
+        # MP_UNREACH_NLRI, is a marker.
+        layout = attrs.wire_flags or b""
         if self.mp_unreach is None:
-            return IPV4_UNICAST
+            return IPV4_UNICAST if not layout else None
         u = self.mp_unreach
+        if layout and (len(layout) != 2 or layout[0] != AttrType.MP_UNREACH_NLRI):
+            return None
+            return None
         return u.family if not u.withdrawn and not u.unparsed else None
 
     def encode_body(self, context: SessionContext) -> bytes:
@@ -268,6 +276,15 @@ class Update(Message):
                         Action.TREAT_AS_WITHDRAW,
                     )
                 )
+        if faults and not nlri:
+            # RFC 4760 §3 / RFC 7606 §3 d: without IPv4 NLRI a NEXT_HOP is not needed,
+            # so a bad one is ignored rather than withdrawing the MP routes.
+            for fault in faults:
+                if (
+                    fault.attribute == AttrType.NEXT_HOP
+                    and fault.action == Action.TREAT_AS_WITHDRAW
+                ):
+                    fault.action = Action.ATTRIBUTE_DISCARD
         if not faults:
             return _new_update(
                 withdrawn, attributes, nlri, reach, unreach, withdrawn_ids, nlri_ids, ()
@@ -305,7 +322,7 @@ def _reach_fault(raw: RawAttribute, family: Family | None, reason: str) -> Updat
     # family goes (AFI/SAFI disable) or, when even the family is unreadable, the session.
     action = Action.AFI_SAFI_DISABLE if family is not None else Action.SESSION_RESET
     return UpdateMessageError(
-        UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR, raw.whole, reason, action, family
+        UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR, raw.whole, reason, action, family=family
     )
 
 

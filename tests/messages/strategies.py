@@ -209,7 +209,9 @@ def updates(draw: st.DrawFn, context: SessionContext) -> Update:
             as_path=attrs.as_path or AsPath.sequence(65001),
             next_hop=attrs.next_hop if (attrs.next_hop or not nlri) else bytes([198, 18, 0, 1]),
         )
-    if not context.four_octet_as:
+    if context.four_octet_as:
+        attrs = attrs.replace(as4_path=None, as4_aggregator=None)  # RFC 6793 §4.1
+    else:
         # AS4_PATH / AGGREGATOR only carry what 2 octets and AS4_* can express.
         attrs = attrs.replace(
             as_path=_two_octet(attrs.as_path),

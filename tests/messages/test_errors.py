@@ -7,6 +7,7 @@ are exactly the ones the RFCs describe.
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 
 import pytest
 
@@ -14,6 +15,8 @@ from bgpd.messages import (
     IPV4_UNICAST,
     IPV6_UNICAST,
     Action,
+    AsPath,
+    AsPathSegment,
     BgpError,
     ErrorCode,
     MessageHeaderError,
@@ -27,8 +30,11 @@ from bgpd.messages import (
     UpdateMessageError,
     UpdateSubcode,
     decode_message,
+    encode_message,
     prefix_from_text,
+    reconstruct,
 )
+from bgpd.messages.context import ATTRIBUTE_CACHE_BYTES, AttributeCache
 
 CTX = SessionContext()
 AS2 = SessionContext(four_octet_as=False)
@@ -468,9 +474,29 @@ def test_rfc6793_malformed_as4_path_is_discarded() -> None:
     assert decoded.discarded[0].action == Action.ATTRIBUTE_DISCARD
 
 
-def test_rfc6793_as4_path_with_confederation_segment_is_discarded() -> None:
-    decoded = decode_message(update(BASE_AS2 + attr(17, b"\x03\x01" + bytes(4))), AS2)
-    assert decoded.attributes.as4_path is None  # type: ignore[attr-defined]
+def test_rfc6793_confederation_segments_are_dropped_from_as4_path() -> None:
+    # AS_PATH 23456 100; AS4_PATH (9) 4200000000 100: the confederation part goes,
+    # the rest rebuilds the real path (RFC 6793 §6, §4.2.3).
+    as_path = attr(2, b"\x02\x02" + struct.pack(">HH", 23456, 100))
+    as4 = attr(
+        17, b"\x03\x01" + struct.pack(">I", 9) + b"\x02\x02" + struct.pack(">II", 4200000000, 100)
+    )
+    decoded = decode_message(update(ORIGIN + as_path + NEXT_HOP + as4), AS2)
+    a = decoded.attributes  # type: ignore[attr-defined]
+    assert a.as4_path.segments == (AsPathSegment(2, (4200000000, 100)),)
+    assert reconstruct(a.as_path, a.as4_path) == AsPath.sequence(4200000000, 100)
+
+
+def test_rfc6793_4_1_as4_attributes_from_a_new_speaker_are_discarded() -> None:
+    as4 = attr(17, b"\x02\x01" + struct.pack(">I", 7))
+    decoded = decode_message(update(BASE + as4))
+    assert isinstance(decoded, Update)
+    assert decoded.attributes.as4_path is None and decoded.discarded == ()
+    assert b"\xc0\x11" not in encode_message(decoded)
+    # ... and never sent to a NEW speaker even when a value holds one.
+    attrs = decoded.attributes.replace(as4_path=AsPath.sequence(7))
+    assert b"\xc0\x11" not in encode_message(Update(attributes=attrs, nlri=(P1,)))
+    assert b"\xc0\x11" in encode_message(Update(attributes=attrs, nlri=(P1,)), AS2)
 
 
 def test_rfc6793_malformed_as4_aggregator_is_discarded() -> None:
@@ -539,3 +565,75 @@ def test_7313_unknown_subtype_decodes_for_the_session_to_ignore() -> None:
     decoded = decode_message(msg(5, struct.pack(">HBB", 1, 9, 1)))
     assert decoded.subtype == 9  # type: ignore[attr-defined]
     assert decoded.family == IPV4_UNICAST  # type: ignore[attr-defined]
+
+
+# --- findings of the codec review ---------------------------------------------------
+
+
+def test_repeated_faulty_attribute_sets_raise_distinct_errors() -> None:
+    # The attribute cache must not hand the same exception object to two UPDATEs.
+    bad = BASE + attr(4, b"\x00\x00\x01")
+    ctx = SessionContext()
+    errors = [fails(update(bad, nlri), ctx) for nlri in (P1, P2)]
+    assert errors[0] is not errors[1]
+    assert_withdraws(errors[0], {P1})
+    assert_withdraws(errors[1], {P2})
+
+
+def test_notification_for_a_huge_route_refresh_still_encodes() -> None:
+    data = msg(5, struct.pack(">HBB", 1, 1, 1) + bytes(4000))
+    note = Notification.from_error(fails(data))
+    assert len(encode_message(note)) <= 4096
+    assert len(encode_message(Notification.hard_reset(note))) <= 4096
+
+
+def test_attribute_cache_is_bounded_by_octets() -> None:
+    cache = AttributeCache()
+    for i in range(ATTRIBUTE_CACHE_BYTES // 1000 + 10):
+        cache.put(i.to_bytes(4, "big") * 250, i)
+    assert cache.octets <= ATTRIBUTE_CACHE_BYTES
+    cache.put(bytes(5000), "too long")
+    assert cache.get(bytes(5000)) is None
+
+
+def test_replaced_context_does_not_share_the_cache() -> None:
+    ctx = SessionContext()
+    assert replace(ctx, four_octet_as=False).attribute_cache is not ctx.attribute_cache
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        attr(6, b"\x01"),  # a discarded ATOMIC_AGGREGATE
+        attr(7, bytes(3)),  # a discarded AGGREGATOR
+        attr(24, b"\x01", flags=0x80),  # a dropped optional non-transitive attribute
+    ],
+)
+def test_4724_end_of_rib_is_only_the_bare_marker(attrs: bytes) -> None:
+    v4 = decode_message(update(attrs, b""))
+    assert v4.end_of_rib_family is None  # type: ignore[attr-defined]
+    unreach = attr(15, struct.pack(">HB", 2, 1))
+    v6 = decode_message(update(unreach + attrs, b""))
+    assert v6.end_of_rib_family is None  # type: ignore[attr-defined]
+    assert decode_message(update(unreach, b"")).end_of_rib_family == IPV6_UNICAST  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("nh", [attr(3, b"\x00\x00\x00\x00"), attr(3, bytes(5))])
+def test_bad_next_hop_without_ipv4_nlri_is_ignored(nh: bytes) -> None:
+    decoded = decode_message(update(ORIGIN + AS_PATH + nh + mp_reach_v6(), b""))
+    assert isinstance(decoded, Update) and decoded.mp_reach is not None
+    assert decoded.mp_reach.nlri == (prefix_from_text("2001:db8::/32")[1],)
+    assert [f.action for f in decoded.discarded] == [Action.ATTRIBUTE_DISCARD]
+
+
+def test_partial_bit_only_kept_on_optional_transitive_attributes() -> None:
+    wire = update(attr(1, b"\x00", flags=0x60) + AS_PATH + NEXT_HOP + attr(8, bytes(4), flags=0xE0))
+    out = encode_message(decode_message(wire))
+    assert attr(1, b"\x00", flags=0x40) in out
+    assert attr(8, bytes(4), flags=0xE0) in out
+
+
+def test_7606_3c_flags_error_on_aggregator_is_treat_as_withdraw() -> None:
+    err = fails(update(BASE + attr(7, bytes(8), flags=0x40)))
+    assert err.subcode == UpdateSubcode.ATTRIBUTE_FLAGS_ERROR
+    assert_withdraws(err, {P1, P2})
