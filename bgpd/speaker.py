@@ -155,11 +155,11 @@ class Speaker:
         # §6.8: keep the connection opened by the side with the higher identifier.
         if peer.config.local_id < neg.peer_id:
             peer.driver.session.open_collision_dump(peer.driver.loop.time())
-            peer.driver._flush()
+            peer.driver.flush()
             self._promote(peer)
         else:
             cand.session.open_collision_dump(cand.loop.time())
-            cand._flush()
+            cand.flush()
 
     def _promote(self, peer: Peer) -> None:
         old = peer.driver
@@ -199,7 +199,7 @@ class Speaker:
                 now = peer.driver.loop.time()
                 main.connection_lost(now)
                 main.start(now, passive=True)
-                peer.driver._flush()
+                peer.driver.flush()
                 if peer.driver.accept(conn):
                     return
             conn.close()

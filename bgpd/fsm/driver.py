@@ -116,16 +116,16 @@ class SessionDriver:
 
     def start(self, passive: bool | None = None) -> None:
         self.session.start(self.loop.time(), passive)
-        self._flush()
+        self.flush()
 
     def stop(self, notification: Notification | None = None) -> None:
         self.session.stop(self.loop.time(), notification)
-        self._flush()
+        self.flush()
 
     def send(self, data: bytes) -> None:
         """Queue encoded UPDATEs (the RIB encodes once for many peers)."""
         self.session.send_encoded(data, self.loop.time())
-        self._flush()
+        self.flush()
 
     @property
     def writable(self) -> bool:
@@ -188,7 +188,7 @@ class SessionDriver:
         except (OSError, TimeoutError) as e:
             log.info("peer %s: connect failed: %s", ep.peer_address, e)
             self.session.connection_lost(self.loop.time())
-            self._flush()
+            self.flush()
         finally:
             self._connecting = None
 
@@ -196,12 +196,12 @@ class SessionDriver:
         self.transport = transport
         self._protocol = protocol
         self.session.connection_made(self.loop.time(), outgoing=not self._incoming)
-        self._flush()
+        self.flush()
 
     def _data(self, protocol: _Protocol, data: bytes) -> None:
         if protocol is self._protocol:
             self.session.receive_data(data, self.loop.time())
-            self._flush()
+            self.flush()
 
     def _lost(self, protocol: _Protocol, exc: Exception | None) -> None:
         if protocol is not self._protocol:
@@ -211,7 +211,7 @@ class SessionDriver:
         self._drained.set()
         if self.session.connected:
             self.session.connection_lost(self.loop.time())
-            self._flush()
+            self.flush()
 
     def _writable(self, protocol: _Protocol, writable: bool) -> None:
         if protocol is self._protocol:
@@ -223,9 +223,9 @@ class SessionDriver:
     def _on_timer(self) -> None:
         self._timer = None
         self.session.handle_timer(self.loop.time())
-        self._flush()
+        self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """Write what the core queued, act on its requests, re-arm the one timer."""
         data = self.session.data_to_send()
         if data and self.transport is not None:
