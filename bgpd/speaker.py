@@ -23,7 +23,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .fsm import Session, SessionConfig, SessionEvent, SessionState, StateChanged
 from .fsm.driver import Endpoint, SessionDriver
@@ -46,7 +46,6 @@ class Peer:
     config: SessionConfig
     driver: SessionDriver
     candidate: SessionDriver | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class Speaker:
