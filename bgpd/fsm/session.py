@@ -296,7 +296,8 @@ class Session:
             return False
         return not (note.code == ErrorCode.CEASE and note.subcode == CeaseSubcode.HARD_RESET)
 
-    def _open_timers(self, now: float) -> None:
+    def _stop_open_timers(self) -> None:
+        """ConnectRetry and DelayOpen end once an OPEN is sent (RFC 4271 §8.2.2)."""
         self._timers.pop("connect_retry", None)
         self._timers.pop("delay_open", None)
 
@@ -357,7 +358,7 @@ class Session:
     def _on_send_open(self, now: float, payload: object) -> None:
         if not self.connected:
             return  # a DelayOpen expiry that raced a lost connection
-        self._open_timers(now)
+        self._stop_open_timers()
         self._send(self.local_open)
         self._set_timer("hold", now + OPEN_HOLD_TIME)
         self._enter(SessionState.OPENSENT, now)
@@ -374,7 +375,7 @@ class Session:
         if not self.connected or "delay_open" not in self._timers:
             self._on_unexpected_before_open(now, payload)
             return
-        self._open_timers(now)
+        self._stop_open_timers()
         if not self._accept_open(now, payload):
             return
         self._send(self.local_open)
