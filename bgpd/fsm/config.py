@@ -27,6 +27,7 @@ class SessionConfig:
     error_wait_max: float = 30.0
     error_forget: float = 300.0  # an Established session this old resets the backoff
     delay_open_time: float | None = None
+    send_hold_time: float | None = None  # None: RFC 9687's 8 minutes, or 2 x hold if longer
     passive: bool = False
     families: tuple[Family, ...] = (IPV4_UNICAST,)
     add_path: tuple[tuple[Family, AddPathMode], ...] = ()

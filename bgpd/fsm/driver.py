@@ -195,6 +195,9 @@ class SessionDriver:
     def _attached(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
         self.transport = transport
         self._protocol = protocol
+        # Pause as soon as the kernel refuses bytes: the RIB stops generating for
+        # this peer and SendHoldTimer (RFC 9687) measures how long it refuses.
+        transport.set_write_buffer_limits(high=0)
         self.session.connection_made(self.loop.time(), outgoing=not self._incoming)
         self.flush()
 
@@ -214,11 +217,16 @@ class SessionDriver:
             self.flush()
 
     def _writable(self, protocol: _Protocol, writable: bool) -> None:
-        if protocol is self._protocol:
-            if writable:
-                self._drained.set()
-            else:
-                self._drained.clear()
+        if protocol is not self._protocol:
+            return
+        now = self.loop.time()
+        if writable:
+            self._drained.set()
+            self.session.transmit_resumed(now)
+        else:
+            self._drained.clear()
+            self.session.transmit_blocked(now)
+        self.flush()
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -237,7 +245,10 @@ class SessionDriver:
             elif isinstance(event, Disconnect):
                 if self.transport is not None:
                     self._protocol = None  # late callbacks from it are ignored
-                    self.transport.close()  # after the queued NOTIFICATION is written
+                    if event.abort:
+                        self.transport.abort()
+                    else:
+                        self.transport.close()  # after the queued NOTIFICATION is written
                     self.transport = None
                     self._drained.set()
             else:
@@ -246,7 +257,10 @@ class SessionDriver:
                 except Exception:
                     log.exception("event handler failed for %s", type(event).__name__)
         deadline = self.session.get_timer()
-        if self._timer is not None and (deadline is None or self._timer.when() != deadline):
+        # A later deadline keeps the armed handle: it fires early, finds nothing
+        # due and re-arms.  Every KEEPALIVE received pushes the hold timer back,
+        # and re-arming lazily saves a cancel and a heap push per message.
+        if self._timer is not None and (deadline is None or deadline < self._timer.when()):
             self._timer.cancel()
             self._timer = None
         if deadline is not None and self._timer is None:

@@ -33,7 +33,10 @@ class Connect:
 
 @dataclass(frozen=True, slots=True)
 class Disconnect:
-    """Driver: close the TCP connection after writing what is queued."""
+    """Driver: close the TCP connection after writing what is queued, or at once
+    (``abort``) when the peer has stopped reading and nothing more will go out."""
+
+    abort: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,7 +74,10 @@ _TIMER_INPUTS = {
     "keepalive": FsmInput.KEEPALIVE_TIMER_EXPIRES,
     "delay_open": FsmInput.DELAY_OPEN_TIMER_EXPIRES,
     "idle_hold": FsmInput.IDLE_HOLD_TIMER_EXPIRES,
+    "send_hold": FsmInput.SEND_HOLD_TIMER_EXPIRES,
 }
+#: RFC 9687 §4: the suggested SendHoldTime when none is configured.
+SEND_HOLD_TIME = 480.0
 _FSM_SUBCODE = {
     SessionState.OPENSENT: FsmSubcode.UNEXPECTED_MESSAGE_IN_OPENSENT,
     SessionState.OPENCONFIRM: FsmSubcode.UNEXPECTED_MESSAGE_IN_OPENCONFIRM,
@@ -158,6 +161,15 @@ class Session:
         except Exception as e:  # our own bug: this session ends, nothing else does
             self._internal_error(e, now)
 
+    def transmit_blocked(self, now: float) -> None:
+        """The socket stopped taking our bytes: start SendHoldTimer (RFC 9687 §3)."""
+        if self.connected and "send_hold" not in self._timers:
+            self._set_timer("send_hold", now + self._send_hold_time())
+
+    def transmit_resumed(self, now: float) -> None:
+        """The peer read what was queued: SendHoldTimer stops (RFC 9687 §3)."""
+        self._timers.pop("send_hold", None)
+
     def handle_timer(self, now: float) -> None:
         """Fire every timer whose deadline has passed, earliest first."""
         while True:
@@ -234,6 +246,12 @@ class Session:
     def _set_timer(self, name: str, deadline: float) -> None:
         self._timers[name] = deadline
 
+    def _send_hold_time(self) -> float:
+        if self.config.send_hold_time is not None:
+            return self.config.send_hold_time
+        hold = self.negotiated.hold_time if self.negotiated is not None else OPEN_HOLD_TIME
+        return max(SEND_HOLD_TIME, 2.0 * hold)
+
     def _restart_hold(self, now: float) -> None:
         if self.negotiated is not None and self.negotiated.hold_time:
             self._set_timer("hold", now + self.negotiated.hold_time)
@@ -255,6 +273,7 @@ class Session:
         received: Notification | None = None,
         error: bool = True,
         graceful: bool = False,
+        abort: bool = False,
     ) -> None:
         """Leave for Idle: drop the connection, report, and schedule the restart."""
         was = self.state
@@ -262,7 +281,7 @@ class Session:
         self._timers.clear()
         if self.connected:
             self.connected = False
-            self._events.append(Disconnect())
+            self._events.append(Disconnect(abort))
         self.last_error = reason
         lived = now - self._established_at if self._established_at is not None else 0.0
         if was_established and lived >= self.config.error_forget:
@@ -419,6 +438,18 @@ class Session:
         self._notify(note)
         self._go_idle(
             now, "hold timer expired", sent=note, graceful=self._graceful_after(None, note)
+        )
+
+    def _on_send_hold_expired(self, now: float, payload: object) -> None:
+        # RFC 9687 §4: try the NOTIFICATION, then close without waiting for it.
+        note = Notification(ErrorCode.SEND_HOLD_TIMER_EXPIRED, 0)
+        self._notify(note)
+        self._go_idle(
+            now,
+            "send hold timer expired: the peer stopped reading",
+            sent=note,
+            graceful=self._graceful_after(None, note),
+            abort=True,
         )
 
     def _on_connection_lost_early(self, now: float, payload: object) -> None:

@@ -71,3 +71,5 @@ class FsmInput(IntEnum):
     # Not in RFC 4271: ROUTE-REFRESH (RFC 2918) is a message like KEEPALIVE for
     # the FSM; it gets a number past the RFC's range rather than squatting in it.
     ROUTE_REFRESH_MSG = 101
+    # RFC 9687 §3: the peer has not read what we sent for SendHoldTime.
+    SEND_HOLD_TIMER_EXPIRES = 102

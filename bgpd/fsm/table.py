@@ -33,7 +33,8 @@ Deviations from the letter of §8.2.2, all as BIRD and GoBGP behave:
   (Active) instead of falling to Idle;
 - a NOTIFICATION received in OpenSent ends the session without answering it
   with an FSM error (RFC 4271 §6.1: no NOTIFICATION for a NOTIFICATION);
-- ROUTE-REFRESH (RFC 2918) is an input of its own, valid in Established only.
+- ROUTE-REFRESH (RFC 2918) is an input of its own, valid in Established only;
+- SendHoldTimer_Expires (RFC 9687) ends a session in any state with an OPEN sent.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ for _s in (S.CONNECT, S.ACTIVE):
 _rows(S.OPENSENT, _STOP, "stop_with_cease")
 _rows(S.OPENSENT, _START + _PASSIVE_START + _TCP_UP, "ignore")
 _rows(S.OPENSENT, (I.HOLD_TIMER_EXPIRES,), "hold_expired")
+_rows(S.OPENSENT, (I.SEND_HOLD_TIMER_EXPIRES,), "send_hold_expired")
 _rows(S.OPENSENT, (I.TCP_CONNECTION_FAILS,), "connection_lost_early")
 _rows(S.OPENSENT, (I.BGP_OPEN,), "open_received")
 _rows(S.OPENSENT, _MESSAGE_ERRORS, "message_error")
@@ -90,6 +92,7 @@ _rows(S.OPENSENT, _PEER_NOTIFIED, "peer_notified")
 _rows(S.OPENCONFIRM, _STOP, "stop_with_cease")
 _rows(S.OPENCONFIRM, _START + _PASSIVE_START + _TCP_UP, "ignore")
 _rows(S.OPENCONFIRM, (I.HOLD_TIMER_EXPIRES,), "hold_expired")
+_rows(S.OPENCONFIRM, (I.SEND_HOLD_TIMER_EXPIRES,), "send_hold_expired")
 _rows(S.OPENCONFIRM, (I.KEEPALIVE_TIMER_EXPIRES,), "send_keepalive")
 _rows(S.OPENCONFIRM, (I.TCP_CONNECTION_FAILS,), "connection_lost")
 _rows(S.OPENCONFIRM, _PEER_NOTIFIED, "peer_notified")
@@ -101,6 +104,7 @@ _rows(S.OPENCONFIRM, (I.OPEN_COLLISION_DUMP,), "collision_dump")
 _rows(S.ESTABLISHED, _STOP, "stop_with_cease")
 _rows(S.ESTABLISHED, _START + _PASSIVE_START + _TCP_UP, "ignore")
 _rows(S.ESTABLISHED, (I.HOLD_TIMER_EXPIRES,), "hold_expired")
+_rows(S.ESTABLISHED, (I.SEND_HOLD_TIMER_EXPIRES,), "send_hold_expired")
 _rows(S.ESTABLISHED, (I.KEEPALIVE_TIMER_EXPIRES,), "send_keepalive")
 _rows(S.ESTABLISHED, (I.TCP_CONNECTION_FAILS,), "connection_lost")
 _rows(S.ESTABLISHED, _PEER_NOTIFIED, "peer_notified")

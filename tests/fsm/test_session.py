@@ -435,3 +435,35 @@ def test_established_session_restarts_after_error_wait() -> None:
 def test_config_replace_keeps_validation() -> None:
     with pytest.raises(ValueError):
         replace(config(), hold_time=2)
+
+
+def test_send_hold_timer_ends_a_session_whose_peer_stopped_reading() -> None:
+    pair = SessionPair(config(hold_time=9), config(65002, 65001, B_ID, hold_time=9))
+    pair.establish()
+    pair.a.transmit_blocked(1.0)
+    assert 1.0 + 480.0 in pair.a._timers.values()
+    pair.run(400.0)  # B's keepalives keep arriving: only the send side is stuck
+    assert pair.a.state == SessionState.ESTABLISHED
+    pair.run(482.0)
+    assert pair.a.state == SessionState.IDLE
+    assert [(n.code, n.subcode) for n in notifications(pair, "a")][-1] == (8, 0)
+    pair.drain()
+    disconnects = [e for e in pair.events["a"] if isinstance(e, Disconnect)]
+    assert disconnects == [Disconnect(abort=True)]
+    down = [e for e in pair.events["a"] if isinstance(e, SessionDown)]
+    assert "send hold" in down[0].reason and down[0].graceful  # B is GR-capable
+
+
+def test_send_hold_timer_stops_when_the_peer_reads_again() -> None:
+    pair = SessionPair(
+        config(hold_time=9, send_hold_time=20.0), config(65002, 65001, B_ID, hold_time=9)
+    )
+    pair.establish()
+    pair.a.transmit_blocked(1.0)
+    pair.run(15.0)
+    pair.a.transmit_resumed(15.0)
+    pair.run(100.0)
+    assert pair.a.state == SessionState.ESTABLISHED
+    pair.a.transmit_blocked(100.0)
+    pair.run(121.0)
+    assert pair.a.state == SessionState.IDLE
