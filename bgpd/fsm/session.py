@@ -131,6 +131,12 @@ class Session:
         self._auto_restart = False
         self._dispatch(FsmInput.MANUAL_STOP, now, notification)
 
+    def reconfigure(self, config: SessionConfig) -> None:
+        """New settings, used from the next OPEN on (for example the Restart State
+        bit cleared once our initial convergence after a restart is over)."""
+        self.config = config
+        self.local_open = build_open(config)
+
     def connection_made(self, now: float, outgoing: bool = True) -> None:
         """Tcp_CR_Acked (our connect succeeded) or TcpConnectionConfirmed (accepted)."""
         self._dispatch(

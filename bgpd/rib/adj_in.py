@@ -1,0 +1,138 @@
+"""The routes one peer sent, per family, as received (RFC 4271 §3.2 Adj-RIB-In).
+
+Keyed by (packed prefix, path identifier); the path identifier is 0 unless
+ADD-PATH receive was negotiated for the family (RFC 7911 §3).  Routes kept
+through a peer's restart carry a stale mark (RFC 4724 §4.2) until the peer
+announces them again or the mark's deadline passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from bgpd.messages import IPV4_UNICAST, Family, PathAttributes, Prefix, Update
+
+RouteKey = tuple[Prefix, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One path: its attributes and the next hop as sent (4, 16 or 32 octets)."""
+
+    attributes: PathAttributes
+    next_hop: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChange:
+    """A path that appeared, changed (``route`` set) or went away (``route`` None)."""
+
+    family: Family
+    key: RouteKey
+    route: Route | None
+
+
+class AdjRibIn:
+    """One peer's Adj-RIB-In."""
+
+    def __init__(self) -> None:
+        self.tables: dict[Family, dict[RouteKey, Route]] = {}
+        self.stale: dict[Family, set[RouteKey]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self.tables.values())
+
+    def routes(self, family: Family) -> dict[RouteKey, Route]:
+        return self.tables.get(family, {})
+
+    def apply(self, update: Update) -> list[RouteChange]:
+        """Withdrawals first, then announcements (RFC 4271 §9.1, RFC 4760 §3-4)."""
+        changes: list[RouteChange] = []
+        if update.withdrawn:
+            self._withdraw(IPV4_UNICAST, update.withdrawn, update.withdrawn_path_ids, changes)
+        if update.mp_unreach is not None and update.mp_unreach.withdrawn:
+            u = update.mp_unreach
+            self._withdraw(u.family, u.withdrawn, u.path_ids, changes)
+        attrs = update.attributes
+        if update.nlri and attrs.next_hop is not None:
+            route = Route(attrs, attrs.next_hop)
+            self._announce(IPV4_UNICAST, update.nlri, update.nlri_path_ids, route, changes)
+        if update.mp_reach is not None and update.mp_reach.nlri:
+            r = update.mp_reach
+            self._announce(r.family, r.nlri, r.path_ids, Route(attrs, r.next_hop), changes)
+        return changes
+
+    def mark_stale(self, families: Iterable[Family]) -> int:
+        """Mark every route of ``families`` stale; returns how many (RFC 4724 §4.2)."""
+        count = 0
+        for family in families:
+            table = self.tables.get(family)
+            if table:
+                self.stale.setdefault(family, set()).update(table)
+                count += len(table)
+        return count
+
+    def sweep_stale(self, families: Iterable[Family] | None = None) -> list[RouteChange]:
+        """Delete the routes still stale in ``families`` (all when None)."""
+        changes: list[RouteChange] = []
+        for family in list(self.stale) if families is None else list(families):
+            keys = self.stale.pop(family, set())
+            table = self.tables.get(family, {})
+            for key in keys:
+                if table.pop(key, None) is not None:
+                    changes.append(RouteChange(family, key, None))
+        return changes
+
+    def clear(self, families: Iterable[Family] | None = None) -> list[RouteChange]:
+        """Withdraw everything of ``families`` (all when None)."""
+        changes: list[RouteChange] = []
+        for family in list(self.tables) if families is None else list(families):
+            self.stale.pop(family, None)
+            for key in self.tables.pop(family, {}):
+                changes.append(RouteChange(family, key, None))
+        return changes
+
+    def is_stale(self, family: Family, key: RouteKey) -> bool:
+        return key in self.stale.get(family, ())
+
+    def __iter__(self) -> Iterator[tuple[Family, RouteKey, Route]]:
+        for family, table in self.tables.items():
+            for key, route in table.items():
+                yield family, key, route
+
+    def _withdraw(
+        self,
+        family: Family,
+        prefixes: tuple[Prefix, ...],
+        path_ids: tuple[int, ...],
+        changes: list[RouteChange],
+    ) -> None:
+        table = self.tables.get(family)
+        if not table:
+            return
+        stale = self.stale.get(family)
+        ids = path_ids or (0,) * len(prefixes)
+        for key in zip(prefixes, ids, strict=True):
+            if table.pop(key, None) is not None:
+                changes.append(RouteChange(family, key, None))
+                if stale:
+                    stale.discard(key)
+
+    def _announce(
+        self,
+        family: Family,
+        prefixes: tuple[Prefix, ...],
+        path_ids: tuple[int, ...],
+        route: Route,
+        changes: list[RouteChange],
+    ) -> None:
+        table = self.tables.setdefault(family, {})
+        stale = self.stale.get(family)
+        ids = path_ids or (0,) * len(prefixes)
+        for key in zip(prefixes, ids, strict=True):
+            if stale:
+                stale.discard(key)
+            if table.get(key) != route:
+                table[key] = route
+                changes.append(RouteChange(family, key, route))
