@@ -71,7 +71,7 @@ class Speaker:
             if family == socket.AF_INET6 and host == "::":
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind((host, port))
-            sock.listen(128)
+            sock.listen(1024)  # a mesh restart brings every peer at once
             sock.setblocking(False)
             self._sockets.append(sock)
             self._tasks.append(loop.create_task(self._accept_loop(sock)))
