@@ -311,6 +311,10 @@ class StandaloneSpeaker:
                 reason=event.reason,
                 sent=str(event.sent) if event.sent else None,
                 received=str(event.received) if event.received else None,
+                sent_code=[event.sent.code, event.sent.subcode] if event.sent else None,
+                received_code=(
+                    [event.received.code, event.received.subcode] if event.received else None
+                ),
                 graceful=event.graceful,
             )
             changes = state.helper.session_down(event)
