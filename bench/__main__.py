@@ -7,7 +7,7 @@ import sys
 
 from .report import Row, emit
 
-BENCHMARKS = ["codec"]
+BENCHMARKS = ["codec", "sessions"]
 
 
 def main(argv: list[str]) -> int:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from .fsm import Session, SessionConfig, SessionEvent, SessionState, StateChanged
 from .fsm.driver import Endpoint, SessionDriver
-from .fsm.sockopts import set_md5, set_ttl_security
+from .fsm.sockopts import save_syn, set_md5, set_ttl_security, ttl_acceptable
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class Speaker:
             if family == socket.AF_INET6 and host == "::":
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind((host, port))
+            save_syn(sock)
             sock.listen(1024)  # a mesh restart brings every peer at once
             sock.setblocking(False)
             self._sockets.append(sock)
@@ -186,6 +187,10 @@ class Speaker:
             conn.close()
             return
         if peer.endpoint.ttl_security:
+            if not ttl_acceptable(conn, peer.endpoint.ttl_security):
+                log.warning("connection from %s refused: too many hops for GTSM", address)
+                conn.close()
+                return
             set_ttl_security(conn, peer.endpoint.ttl_security)
         conn.setblocking(False)
         main = peer.driver.session

@@ -29,6 +29,8 @@ TCP_MD5SIG = 14
 TCP_MD5SIG_MAXKEYLEN = 80
 IP_MINTTL = 21
 IPV6_MINHOPCOUNT = 73
+TCP_SAVE_SYN = 27
+TCP_SAVED_SYN = 28
 _SOCKADDR_STORAGE = 128
 
 
@@ -77,3 +79,30 @@ def set_multihop(sock: socket.socket, ttl: int) -> None:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
     else:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+
+
+def save_syn(listener: socket.socket) -> None:
+    """Keep the SYN of every connection the listener accepts (Linux 4.2+)."""
+    listener.setsockopt(socket.IPPROTO_TCP, TCP_SAVE_SYN, 1)
+
+
+def syn_ttl(conn: socket.socket) -> int | None:
+    """The TTL (hop limit) the connection's SYN arrived with, if it was saved.
+
+    The kernel hands the saved SYN out once and frees it.
+    """
+    try:
+        headers = conn.getsockopt(socket.IPPROTO_TCP, TCP_SAVED_SYN, 512)
+    except OSError:
+        return None
+    if len(headers) >= 20 and headers[0] >> 4 == 4:
+        return headers[8]
+    if len(headers) >= 40 and headers[0] >> 4 == 6:
+        return headers[7]
+    return None
+
+
+def ttl_acceptable(conn: socket.socket, hops: int) -> bool:
+    """Did the SYN come from at most ``hops`` hops away (RFC 5082 §3)?"""
+    ttl = syn_ttl(conn)
+    return ttl is not None and ttl >= 256 - hops

@@ -31,7 +31,7 @@ GOBGP_API_PORT = 50051
 
 
 def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=30)
     if check and res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {res.stderr.strip()}")
     return res
@@ -94,6 +94,19 @@ class Lab:
         sh("ip", "-n", ns, "link", "set", peer_if, "up")
         return link
 
+    def join(self, ns_a: str, ns_b: str) -> Link:
+        """A veth pair between two namespaces: ``our_*`` addresses in ``ns_a``."""
+        n = next(_counter)
+        subnet = (os.getpid() + n) % 200 + 20
+        link = Link(ns_b, subnet, "")
+        sh("ip", "-n", ns_a, "link", "add", "up0", "type", "veth", "peer", "name", "eth0",
+           "netns", ns_b)  # fmt: skip
+        sh("ip", "-n", ns_a, "addr", "add", f"{link.our_v4}/24", "dev", "up0")
+        sh("ip", "-n", ns_a, "link", "set", "up0", "up")
+        sh("ip", "-n", ns_b, "addr", "add", f"{link.peer_v4}/24", "dev", "eth0")
+        sh("ip", "-n", ns_b, "link", "set", "eth0", "up")
+        return link
+
     def spawn(self, ns: str | None, cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
         prefix = ["ip", "netns", "exec", ns] if ns else []
         with open(log, "ab") as fh:
@@ -149,7 +162,7 @@ class Bird:
         if recovery:
             cmd.append("-R")  # graceful restart recovery: the R bit in its OPENs
         self.proc = self.lab.spawn(self.ns, cmd, self.lab.workdir / f"{self.name}.out")
-        wait_sync(lambda: self.socket.exists(), 10, "BIRD's control socket")
+        wait_sync(self.socket.exists, 10, "BIRD's control socket")
 
     def cli(self, *args: str) -> str:
         res = sh("ip", "netns", "exec", self.ns, "birdc", "-s", str(self.socket), *args)
@@ -228,9 +241,7 @@ class Gobgp:
             ],
             self.lab.workdir / f"{self.ns}-gobgpd.out",
         )
-        wait_sync(
-            lambda: self.cli_result("global").returncode == 0, 15, "the GoBGP API"
-        )
+        wait_sync(lambda: self.cli_result("global").returncode == 0, 15, "the GoBGP API")
 
     def cli_result(self, *args: str) -> subprocess.CompletedProcess[str]:
         return sh(
@@ -296,9 +307,7 @@ def wait_sync(pred: Callable[[], bool], timeout: float, what: str, step: float =
         time.sleep(step)
 
 
-async def wait_for(
-    pred: Callable[[], bool], timeout: float, what: str, step: float = 0.05
-) -> None:
+async def wait_for(pred: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
     end = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > end:

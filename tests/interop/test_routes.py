@@ -34,8 +34,10 @@ def _prefixes(subnet: int) -> dict[str, str]:
 async def test_routes_both_ways(
     lab: Lab, speaker: SpeakerFactory, daemon: str, kind: str, transport: str
 ) -> None:
-    require_programs(*(("bird", "birdc") if daemon == "bird" else ("gobgpd", "gobgp")),
-                     package="bird2" if daemon == "bird" else "gobgpd")
+    require_programs(
+        *(("bird", "birdc") if daemon == "bird" else ("gobgpd", "gobgp")),
+        package="bird2" if daemon == "bird" else "gobgpd",
+    )
     link = lab.link()
     v6 = transport == "ipv6"
     peer_as = OUR_AS if kind == "ibgp" else PEER_AS

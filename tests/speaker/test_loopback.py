@@ -18,6 +18,7 @@ from bgpd.fsm import (
     SessionState,
 )
 from bgpd.fsm.driver import Endpoint
+from bgpd.fsm.sockopts import save_syn, syn_ttl, ttl_acceptable
 from bgpd.messages import (
     AsPath,
     PathAttributes,
@@ -151,3 +152,23 @@ async def test_peer_removed_at_run_time_leaves_others_alone() -> None:
     finally:
         await sa.close()
         await sb.close()
+
+
+@pytest.mark.parametrize(("sender_ttl", "accepted"), [(255, True), (254, False), (64, False)])
+def test_gtsm_checks_the_ttl_of_the_saved_syn(sender_ttl: int, accepted: bool) -> None:
+    with socket.socket() as listener, socket.socket() as client:
+        listener.bind(("127.0.0.1", 0))
+        save_syn(listener)
+        listener.listen(2)
+        client.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, sender_ttl)
+        client.connect(listener.getsockname())
+        conn, _ = listener.accept()
+        with conn:
+            assert ttl_acceptable(conn, 1) is accepted
+            assert syn_ttl(conn) is None  # the kernel hands the SYN out once
+        with socket.socket() as second:
+            second.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, sender_ttl)
+            second.connect(listener.getsockname())
+            conn, _ = listener.accept()
+            with conn:
+                assert syn_ttl(conn) == sender_ttl
