@@ -58,6 +58,7 @@ from .fsm.driver import Endpoint, SessionDriver
 from .messages import (
     IPV4_UNICAST,
     IPV6_UNICAST,
+    Action,
     AsPath,
     Family,
     MpReach,
@@ -287,6 +288,7 @@ class StandaloneSpeaker:
                 peer_graceful_restart=cap is not None,
                 peer_restarting=restarting_peer,
             )
+            state.rib.session_reset()
             self._changes(address, state.helper.established(neg, now))
             self._arm(state)
             state.announced = False
@@ -330,6 +332,8 @@ class StandaloneSpeaker:
         elif isinstance(event, UpdateErrorHandled):
             err = event.error
             self._emit("update-error", peer=address, action=err.action.name, error=str(err))
+            if err.action == Action.AFI_SAFI_DISABLE and err.family is not None:
+                self._changes(address, state.rib.disable(err.family))
 
     def _arm(self, state: PeerState) -> None:
         """One timer per peer for its graceful-restart deadlines."""

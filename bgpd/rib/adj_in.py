@@ -39,6 +39,18 @@ class AdjRibIn:
     def __init__(self) -> None:
         self.tables: dict[Family, dict[RouteKey, Route]] = {}
         self.stale: dict[Family, set[RouteKey]] = {}
+        # RFC 7606 §5.3 / RFC 4760 §7: families whose routes are ignored for the
+        # rest of the session after an unparseable MP attribute.
+        self.disabled: set[Family] = set()
+
+    def disable(self, family: Family) -> list[RouteChange]:
+        """AFI/SAFI disable: withdraw the family and ignore it until ``reset``."""
+        self.disabled.add(family)
+        return self.clear([family])
+
+    def session_reset(self) -> None:
+        """A new session: disabled families are accepted again."""
+        self.disabled.clear()
 
     def __len__(self) -> int:
         return sum(len(t) for t in self.tables.values())
@@ -49,16 +61,22 @@ class AdjRibIn:
     def apply(self, update: Update) -> list[RouteChange]:
         """Withdrawals first, then announcements (RFC 4271 §9.1, RFC 4760 §3-4)."""
         changes: list[RouteChange] = []
-        if update.withdrawn:
+        off = self.disabled
+        v4 = IPV4_UNICAST not in off
+        if update.withdrawn and v4:
             self._withdraw(IPV4_UNICAST, update.withdrawn, update.withdrawn_path_ids, changes)
-        if update.mp_unreach is not None and update.mp_unreach.withdrawn:
-            u = update.mp_unreach
+        u = update.mp_unreach
+        if u is not None and u.withdrawn and u.family not in off:
             self._withdraw(u.family, u.withdrawn, u.path_ids, changes)
         attrs = update.attributes
-        if update.nlri and attrs.next_hop is not None:
+        if update.nlri and attrs.next_hop is not None and v4:
             route = Route(attrs, attrs.next_hop)
             self._announce(IPV4_UNICAST, update.nlri, update.nlri_path_ids, route, changes)
-        if update.mp_reach is not None and update.mp_reach.nlri:
+        if (
+            update.mp_reach is not None
+            and update.mp_reach.nlri
+            and update.mp_reach.family not in off
+        ):
             r = update.mp_reach
             self._announce(r.family, r.nlri, r.path_ids, Route(attrs, r.next_hop), changes)
         return changes

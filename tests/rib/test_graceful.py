@@ -164,3 +164,17 @@ def test_gr_capability_fields_used_by_the_helper() -> None:
     cap = neg.peer_graceful_restart
     assert isinstance(cap, GracefulRestart) and cap.restart_time == 120
     assert dict(cap.families) == {IPV4_UNICAST: True, IPV6_UNICAST: True}
+
+
+def test_afi_safi_disable_withdraws_and_ignores_the_family_until_a_new_session() -> None:
+    rib = AdjRibIn()
+    rib.apply(announce(P1))
+    rib.apply(Update(attributes=ATTRS, mp_reach=MpReach(IPV6_UNICAST, NH6, (P6,))))
+    removed = rib.disable(IPV6_UNICAST)
+    assert [c.key for c in removed] == [(P6, 0)]
+    rib.apply(Update(attributes=ATTRS, nlri=(P2,), mp_reach=MpReach(IPV6_UNICAST, NH6, (P6,))))
+    assert set(rib.routes(IPV4_UNICAST)) == {(P1, 0), (P2, 0)}
+    assert rib.routes(IPV6_UNICAST) == {}
+    rib.session_reset()
+    rib.apply(Update(attributes=ATTRS, mp_reach=MpReach(IPV6_UNICAST, NH6, (P6,))))
+    assert (P6, 0) in rib.routes(IPV6_UNICAST)
