@@ -250,6 +250,8 @@ class PeerProtocol(asyncio.Protocol):
                 self.fail("fsm", f"OPEN in {self.state}")
                 return False
             self.state = "openconfirm"
+            if gen.args.release_on == "open":
+                self.release_slot()
             assert self.transport is not None
             self.transport.write(KEEPALIVE)
         elif mtype == NOTIFICATION:
@@ -332,6 +334,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hold", type=int, default=9)
     p.add_argument("--keepalive", type=float, default=3.0)
     p.add_argument("--in-flight", type=int, default=200, help="sessions in handshake at once")
+    p.add_argument("--release-on", default="established")
     p.add_argument("--connect-timeout", type=float, default=10.0)
     p.add_argument("--establish-timeout", type=float, default=60.0)
     p.add_argument("--duration", type=float, default=600.0, help="exit after this long")

@@ -14,6 +14,7 @@ smaller of the two; keepalives run at a third of it (RFC 4271 §4.4, §10).
 from __future__ import annotations
 
 from bgpd.messages import (
+    AS_TRANS,
     AddPath,
     AddPathMode,
     BgpRoleCapability,
@@ -83,7 +84,18 @@ def build_open(config: SessionConfig) -> Open:
 
 
 def check_open(config: SessionConfig, peer: Open) -> None:
-    """The configuration-dependent OPEN checks (RFC 4271 §6.2, RFC 5492 §5, RFC 9234)."""
+    """The configuration-dependent OPEN checks (RFC 4271 §6.2, RFC 5492 §5, RFC 9234).
+
+    With the 4-octet AS capability, My AS must be the same AS or AS_TRANS
+    (RFC 6793 §4.1): an OPEN that names two different ASes is a Bad Peer AS.
+    """
+    four = peer.find(FourOctetAs)
+    if four is not None and peer.my_as not in (four.asn, AS_TRANS):
+        raise OpenMessageError(
+            OpenSubcode.BAD_PEER_AS,
+            b"",
+            f"My AS {peer.my_as} contradicts the 4-octet AS capability's {four.asn}",
+        )
     if config.peer_as is not None and peer.asn != config.peer_as:
         raise OpenMessageError(
             OpenSubcode.BAD_PEER_AS, b"", f"peer AS {peer.asn}, expected {config.peer_as}"

@@ -231,6 +231,8 @@ def answer(s: Session) -> list[Notification]:
         (raw_open(hold=2), (2, 6, b"")),
         (raw_open(my_as=65099), (2, 2, b"")),
         (raw_open(bgp_id=0), (2, 3, b"")),
+        # 4-octet AS capability for 65002 next to My AS 65099 (RFC 6793 §4.1)
+        (raw_open(my_as=65099, params=bytes([2, 6, 65, 4, 0, 0, 0xFD, 0xEA])), (2, 2, b"")),
     ],
 )
 def test_open_faults_answered_with_their_notification(
