@@ -18,6 +18,7 @@ from bgpd.fsm import (
     SessionState,
 )
 from bgpd.fsm.driver import Endpoint
+from bgpd.fsm.negotiation import build_open
 from bgpd.fsm.sockopts import save_syn, syn_ttl, ttl_acceptable
 from bgpd.messages import (
     AsPath,
@@ -30,6 +31,7 @@ from bgpd.messages import (
 from bgpd.speaker import Peer, Speaker
 
 A, B = "127.0.0.1", "127.0.0.2"
+KEEPALIVE_BYTES = b"\xff" * 16 + b"\x00\x13\x04"
 
 
 def free_port() -> int:
@@ -172,3 +174,57 @@ def test_gtsm_checks_the_ttl_of_the_saved_syn(sender_ttl: int, accepted: bool) -
             conn, _ = listener.accept()
             with conn:
                 assert syn_ttl(conn) == sender_ttl
+
+
+async def test_a_peer_that_stops_reading_ends_only_its_own_session() -> None:
+    """RFC 9687: SendHoldTimer ends the stuck session with 8/0; the other stays up."""
+    events: list[tuple[str, SessionEvent]] = []
+    sa = Speaker([(A, free_port())], lambda p, e: events.append((p.endpoint.peer_address, e)))
+    sb = Speaker([(B, free_port())], Recorder())
+    await sa.start()
+    await sb.start()
+    slow = "127.0.0.3"
+    raw = socket.socket()
+    try:
+        sa.add_peer(Endpoint(B, sb.ports[0], local_address=A), cfg(65001, 65002, 1))
+        sb.add_peer(Endpoint(A, sa.ports[0], local_address=B), cfg(65002, 65001, 2))
+        sa.add_peer(Endpoint(slow, 179), cfg(65001, 65003, 1, passive=True, send_hold_time=2.0))
+        loop = asyncio.get_running_loop()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.bind((slow, 0))
+        raw.setblocking(False)
+        await loop.sock_connect(raw, (A, sa.ports[0]))
+        hello = encode_message(build_open(cfg(65003, 65001, 3, hold_time=9))) + KEEPALIVE_BYTES
+        await loop.sock_sendall(raw, hello)
+
+        async def keepalives() -> None:  # alive, just never reading
+            while True:
+                await asyncio.sleep(1.0)
+                await loop.sock_sendall(raw, KEEPALIVE_BYTES)
+
+        ticker = loop.create_task(keepalives())
+        try:
+            async with asyncio.timeout(10):
+                while sa.peers[slow].driver.session.state != SessionState.ESTABLISHED:
+                    await asyncio.sleep(0.05)
+            driver = sa.peers[slow].driver
+            blob = encode_message(Update.end_of_rib(), SessionContext()) * 3000
+            while driver.writable:
+                driver.send(blob)
+                await asyncio.sleep(0)
+            async with asyncio.timeout(10):
+                while not any(p == slow and isinstance(e, SessionDown) for p, e in events):
+                    await asyncio.sleep(0.05)
+        finally:
+            ticker.cancel()
+        down = next(e for p, e in events if p == slow and isinstance(e, SessionDown))
+        assert isinstance(down, SessionDown)
+        assert down.sent is not None and (down.sent.code, down.sent.subcode) == (8, 0)
+        assert sa.peers[B].driver.session.state == SessionState.ESTABLISHED
+        assert not any(
+            p == B and isinstance(e, SessionDown) and e.was_established for p, e in events
+        ), [e for p, e in events if p == B and isinstance(e, SessionDown)]
+    finally:
+        raw.close()
+        await sa.close()
+        await sb.close()
