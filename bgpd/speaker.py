@@ -88,11 +88,7 @@ class Speaker:
         if key in self.peers:
             raise ValueError(f"peer {key} exists")
         if endpoint.password:
-            # Keys are per address family: an IPv4 peer with a password needs an
-            # IPv4 listening socket.
-            for sock in self._sockets:
-                if sock.family == endpoint.family:
-                    set_md5(sock, endpoint.peer_address, endpoint.password)
+            self._listener_keys(endpoint.peer_address, endpoint.password)
         peer = Peer(endpoint, config, self._driver(endpoint, config))
         self.peers[key] = peer
         peer.driver.start()
@@ -105,10 +101,8 @@ class Speaker:
         if peer.candidate is not None:
             peer.candidate.close()
         if peer.endpoint.password:
-            for sock in self._sockets:
-                if sock.family == peer.endpoint.family:
-                    with contextlib.suppress(OSError):
-                        set_md5(sock, peer.endpoint.peer_address, None)
+            with contextlib.suppress(OSError):
+                self._listener_keys(peer.endpoint.peer_address, None)
         asyncio.get_running_loop().call_later(1.0, peer.driver.close)
 
     async def close(self) -> None:
@@ -122,6 +116,18 @@ class Speaker:
             peer.driver.close()
             if peer.candidate is not None:
                 peer.candidate.close()
+
+    def _listener_keys(self, address: str, password: str | None) -> None:
+        """Install (or remove) a peer's TCP-MD5 key on every listener that can
+        accept it: those of its family, and dual-stack ``::`` listeners for an
+        IPv4 peer, keyed by its IPv4-mapped address (the kernel stores that as
+        an IPv4 key)."""
+        v4 = ":" not in address
+        for sock in self._sockets:
+            if sock.family == (socket.AF_INET if v4 else socket.AF_INET6):
+                set_md5(sock, address, password)
+            elif v4 and not sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
+                set_md5(sock, f"::ffff:{address}", password)
 
     def _driver(self, endpoint: Endpoint, config: SessionConfig) -> SessionDriver:
         return SessionDriver(Session(config), endpoint, self._event)

@@ -228,3 +228,27 @@ async def test_a_peer_that_stops_reading_ends_only_its_own_session() -> None:
         raw.close()
         await sa.close()
         await sb.close()
+
+
+@pytest.mark.parametrize(("theirs", "established"), [("s3cret", True), ("wrong", False)])
+async def test_md5_on_a_dual_stack_listener_for_an_ipv4_peer(
+    theirs: str, established: bool
+) -> None:
+    """An IPv4 peer reaching a ``::`` listener is keyed by its IPv4-mapped address."""
+    ra, rb = Recorder(), Recorder()
+    sa, sb = Speaker([("::", free_port())], ra), Speaker([(B, free_port())], rb)
+    await sa.start()
+    await sb.start()
+    try:
+        sa.add_peer(Endpoint(B, sb.ports[0], password="s3cret"), cfg(65001, 65002, 1, passive=True))
+        sb.add_peer(
+            Endpoint(A, sa.ports[0], local_address=B, password=theirs), cfg(65002, 65001, 2)
+        )
+        if established:
+            await ra.wait_for(Established)
+        else:
+            with pytest.raises(TimeoutError):
+                await ra.wait_for(Established, timeout=3.0)
+    finally:
+        await sa.close()
+        await sb.close()
