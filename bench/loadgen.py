@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import json
 import os
@@ -105,6 +106,7 @@ class Generator:
         self.sessions: list[Peer] = []
         self.next_index = 0
         self.attempts = 0  # connections not yet accepted by the speaker
+        self.launching = False
         self.up = 0
         self.established_total = 0
         self.sent = 0
@@ -149,13 +151,19 @@ class Generator:
 
     def launch(self) -> None:
         """Start connection attempts up to the in-flight limit."""
-        while self.attempts < self.args.in_flight and self.next_index < self.args.count:
-            index = self.next_index
-            self.next_index += 1
-            self.attempts += 1
-            peer = Peer(self, index)
-            self.sessions.append(peer)
-            peer.connect()
+        if self.launching:
+            return  # a connect() failing at once calls back here: the loop below goes on
+        self.launching = True
+        try:
+            while self.attempts < self.args.in_flight and self.next_index < self.args.count:
+                index = self.next_index
+                self.next_index += 1
+                self.attempts += 1
+                peer = Peer(self, index)
+                self.sessions.append(peer)
+                peer.connect()
+        finally:
+            self.launching = False
 
     def attempt_over(self) -> None:
         self.attempts -= 1
@@ -228,14 +236,29 @@ class Peer:
         if err not in (0, errno.EINPROGRESS):
             self.fail("connect-failed", os.strerror(err))
             return
-        gen.loop.add_writer(self.fd, self.connected)
         self.timer = gen.loop.call_later(gen.args.connect_timeout, self.connect_timed_out)
+        # Over loopback the handshake completes inside connect() unless the
+        # speaker's backlog is full, so the OPEN can usually go at once: that
+        # saves a writer registration per session, a fifth of our cost.
+        try:
+            sent = sock.send(gen.open_for(self.index))
+        except BlockingIOError:
+            gen.loop.add_writer(self.fd, self.connected)
+            return
+        except OSError as e:
+            self.fail("connect-failed", repr(e))
+            return
+        if sent != len(gen.template):
+            self.fail("disconnect", "OPEN not sent whole")
+            return
+        self.opened()
 
     def connect_timed_out(self) -> None:
         self.timer = None
         self.fail("connect-timeout", f"not accepted within {self.gen.args.connect_timeout}s")
 
     def connected(self) -> None:
+        """The writer callback, for a connect() that did not complete at once."""
         gen = self.gen
         assert self.sock is not None
         gen.loop.remove_writer(self.fd)
@@ -243,10 +266,13 @@ class Peer:
         if err:
             self.fail("connect-failed", os.strerror(err))
             return
+        if self.send(gen.open_for(self.index)):
+            self.opened()
+
+    def opened(self) -> None:
         self.state = "opensent"
-        self.last_heard = gen.loop.time()
-        gen.loop.add_reader(self.fd, self.readable)
-        self.send(gen.open_for(self.index))
+        self.last_heard = self.gen.loop.time()
+        self.gen.loop.add_reader(self.fd, self.readable)
 
     def send(self, data: bytes) -> bool:
         assert self.sock is not None
@@ -379,10 +405,8 @@ async def main_async(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, lambda: emit(gen.counters("counters")))
     runner = loop.create_task(gen.run())
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), args.duration)
-    except TimeoutError:
-        pass
     report = gen.counters("done")
     report["samples"] = gen.samples
     emit(report)
