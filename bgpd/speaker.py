@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import socket
@@ -32,8 +33,10 @@ from .fsm.sockopts import save_syn, set_md5, set_ttl_security, ttl_acceptable
 log = logging.getLogger(__name__)
 
 
+@functools.lru_cache(maxsize=65536)
 def _normal(address: str) -> str:
-    """The canonical text of an address (IPv4-mapped IPv6 becomes IPv4)."""
+    """The canonical text of an address (IPv4-mapped IPv6 becomes IPv4); cached, as
+    every session event and every accepted connection asks."""
     ip = ipaddress.ip_address(address.split("%", maxsplit=1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)

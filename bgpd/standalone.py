@@ -14,7 +14,7 @@ The file::
 
     {"local_as": 65001, "router_id": "198.18.0.1",
      "listen": [["0.0.0.0", 179], ["::", 179]],
-     "restarting": false, "deferral_time": 60,
+     "restarting": false, "deferral_time": 60, "log_routes": true, "log_states": false,
      "peers": [{"address": "198.18.0.2", "as": 65002, "port": 179,
                 "local_address": null, "password": null, "ttl_security": null,
                 "multihop": null, "passive": false, "hold_time": 240,
@@ -80,6 +80,10 @@ log = logging.getLogger(__name__)
 FAMILIES = {str(f): f for f in (IPV4_UNICAST, IPV6_UNICAST)}
 #: Prefixes per UPDATE: far below 4096 octets for either family.
 CHUNK = {IPV4_UNICAST: 600, IPV6_UNICAST: 200}
+
+
+#: End-of-RIB markers do not depend on what was negotiated (RFC 4724 §2).
+_END_OF_RIB = {f: encode_message(Update.end_of_rib(f)) for f in (IPV4_UNICAST, IPV6_UNICAST)}
 
 
 class ConfigError(ValueError):
@@ -197,6 +201,9 @@ def parse_config(
         "restarting": restarting,
         "deferral_time": float(doc.get("deferral_time", 60)),
         "log_routes": bool(doc.get("log_routes", True)),
+        # Off by default, as BIRD's "debug { states }": established and down
+        # lines say what operators need; every transition is for debugging.
+        "log_states": bool(doc.get("log_states", False)),
     }
     return listen, peers, routes, options
 
@@ -214,6 +221,10 @@ class StandaloneSpeaker:
         self.out = out
         self.on_event = on_event
         self.speaker = Speaker(self.listen, self._session_event)
+        self._by_family: dict[Family, list[StaticRoute]] = {}
+        for route in self.routes:
+            self._by_family.setdefault(route.family, []).append(route)
+        self._flush_pending = False
         self.peers: dict[str, PeerState] = {}
         self.convergence: InitialConvergence | None = None
         self._convergence_timer: asyncio.TimerHandle | None = None
@@ -252,6 +263,15 @@ class StandaloneSpeaker:
             self.on_event(event, record)
         if self.out is not None:
             self.out.write(json.dumps(record, default=str) + "\n")
+            if not self._flush_pending:
+                # One flush per loop pass, not per line: a mesh coming up at
+                # once writes thousands of lines.
+                self._flush_pending = True
+                asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if self.out is not None:
             self.out.flush()
 
     def _changes(self, peer: str, changes: list[RouteChange]) -> None:
@@ -275,7 +295,8 @@ class StandaloneSpeaker:
             return
         now = peer.driver.loop.time()
         if isinstance(event, StateChanged):
-            self._emit("state", peer=address, old=event.old.label, new=event.new.label)
+            if self.options["log_states"]:
+                self._emit("state", peer=address, old=event.old.label, new=event.new.label)
         elif isinstance(event, Established):
             neg = event.negotiated
             cap = neg.peer_graceful_restart
@@ -384,23 +405,30 @@ class StandaloneSpeaker:
         if neg is None or state.announced:
             return
         state.announced = True
+        out = bytearray()
         for family in (IPV4_UNICAST, IPV6_UNICAST):
             if family in neg.families:
-                self._send_family(peer, state, family)
-                peer.driver.send(encode_message(Update.end_of_rib(family), neg.context))
+                out += self._encode_family(peer, state, family)
+                out += _END_OF_RIB[family]
+        peer.driver.send(bytes(out))
 
     def _send_family(self, peer: Peer, state: PeerState, family: Family) -> None:
+        data = self._encode_family(peer, state, family)
+        if data:
+            peer.driver.send(data)
+
+    def _encode_family(self, peer: Peer, state: PeerState, family: Family) -> bytes:
+        """Our static routes of ``family`` as UPDATEs for this peer."""
         driver = peer.driver
         neg = driver.session.negotiated
-        if neg is None:
-            return
+        routes = self._by_family.get(family)
+        if neg is None or not routes:
+            return b""
         local = self._local_address(driver)
         ibgp = neg.peer_as == peer.config.local_as
         path = EMPTY_PATH if ibgp else AsPath.sequence(peer.config.local_as)
         by_hop: dict[bytes, list[Prefix]] = {}
-        for route in self.routes:
-            if route.family != family:
-                continue
+        for route in routes:
             hop = route.next_hop or state.spec.next_hops.get(family)
             if hop is None and local is not None and len(local) == (4 if family.afi == 1 else 16):
                 hop = local
@@ -428,8 +456,7 @@ class StandaloneSpeaker:
                 else:
                     update = Update(attributes=base, mp_reach=MpReach(family, hop, chunk))
                 out += encode_message(update, neg.context)
-        if out:
-            driver.send(bytes(out))
+        return bytes(out)
 
     @staticmethod
     def _local_address(driver: SessionDriver) -> bytes | None:

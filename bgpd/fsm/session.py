@@ -76,6 +76,8 @@ _TIMER_INPUTS = {
     "idle_hold": FsmInput.IDLE_HOLD_TIMER_EXPIRES,
     "send_hold": FsmInput.SEND_HOLD_TIMER_EXPIRES,
 }
+_KEEPALIVE_BYTES = encode_message(KEEPALIVE)
+
 #: RFC 9687 §4: the suggested SendHoldTime when none is configured.
 SEND_HOLD_TIME = 480.0
 _FSM_SUBCODE = {
@@ -93,6 +95,7 @@ class Session:
         self.config = config
         self.state = SessionState.IDLE
         self.local_open: Open = build_open(config)
+        self._open_bytes = encode_message(self.local_open)
         self.negotiated: Negotiated | None = None
         self.context = SessionContext()
         self.last_error = ""
@@ -136,6 +139,7 @@ class Session:
         bit cleared once our initial convergence after a restart is over)."""
         self.config = config
         self.local_open = build_open(config)
+        self._open_bytes = encode_message(self.local_open)
 
     def connection_made(self, now: float, outgoing: bool = True) -> None:
         """Tcp_CR_Acked (our connect succeeded) or TcpConnectionConfirmed (accepted)."""
@@ -384,7 +388,7 @@ class Session:
         if not self.connected:
             return  # a DelayOpen expiry that raced a lost connection
         self._stop_open_timers()
-        self._send(self.local_open)
+        self._out += self._open_bytes
         self._set_timer("hold", now + OPEN_HOLD_TIME)
         self._enter(SessionState.OPENSENT, now)
 
@@ -403,8 +407,8 @@ class Session:
         self._stop_open_timers()
         if not self._accept_open(now, payload):
             return
-        self._send(self.local_open)
-        self._send(KEEPALIVE)
+        self._out += self._open_bytes
+        self._out += _KEEPALIVE_BYTES
         self._restart_hold(now)
         self._restart_keepalive(now)
         self._enter(SessionState.OPENCONFIRM, now)
@@ -473,7 +477,7 @@ class Session:
         assert isinstance(payload, Open)
         if not self._accept_open(now, payload):
             return
-        self._send(KEEPALIVE)
+        self._out += _KEEPALIVE_BYTES
         self._timers.pop("hold", None)
         self._restart_hold(now)
         self._restart_keepalive(now)
@@ -485,7 +489,7 @@ class Session:
         self._go_idle(now, "connection collision resolution", sent=note, error=False)
 
     def _on_send_keepalive(self, now: float, payload: object) -> None:
-        self._send(KEEPALIVE)
+        self._out += _KEEPALIVE_BYTES
         self._restart_keepalive(now)
 
     def _on_connection_lost(self, now: float, payload: object) -> None:
