@@ -62,8 +62,12 @@ def test_apply_announces_replaces_and_withdraws() -> None:
     assert rib.apply(announce(P1)) == []  # the same path again changes nothing
     ch = rib.apply(Update(withdrawn=(P1,)))
     assert [(c.key, c.route) for c in ch] == [((P1, 0), None)]
-    ch = rib.apply(Update(attributes=PathAttributes(origin=0, as_path=AsPath.sequence(1)),
-                          mp_reach=MpReach(IPV6_UNICAST, NH6, (P6,))))
+    ch = rib.apply(
+        Update(
+            attributes=PathAttributes(origin=0, as_path=AsPath.sequence(1)),
+            mp_reach=MpReach(IPV6_UNICAST, NH6, (P6,)),
+        )
+    )
     assert rib.routes(IPV6_UNICAST)[(P6, 0)].next_hop == NH6
     assert len(rib) == 2
     rib.apply(Update(mp_unreach=MpUnreach(IPV6_UNICAST, (P6,))))
