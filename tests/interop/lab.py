@@ -30,6 +30,12 @@ PEER_AS = 65002
 GOBGP_API_PORT = 50051
 
 
+def _subnet() -> tuple[int, int]:
+    """A fresh counter value and the 198.18.<subnet>.0/24 it maps to."""
+    n = next(_counter)
+    return n, (os.getpid() + n) % 200 + 20
+
+
 def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=30)
     if check and res.returncode != 0:
@@ -80,8 +86,7 @@ class Lab:
     def link(self, ns: str | None = None) -> Link:
         """A namespace (new unless given) joined to the root namespace by veth."""
         ns = ns or self.namespace()
-        n = next(_counter)
-        subnet = (os.getpid() + n) % 200 + 20
+        n, subnet = _subnet()
         root_if, peer_if = f"bi{os.getpid() % 10000}x{n}", "eth0"
         sh("ip", "link", "add", root_if, "type", "veth", "peer", "name", peer_if, "netns", ns)
         link = Link(ns, subnet, root_if)
@@ -96,8 +101,7 @@ class Lab:
 
     def join(self, ns_a: str, ns_b: str) -> Link:
         """A veth pair between two namespaces: ``our_*`` addresses in ``ns_a``."""
-        n = next(_counter)
-        subnet = (os.getpid() + n) % 200 + 20
+        _n, subnet = _subnet()
         link = Link(ns_b, subnet, "")
         sh("ip", "-n", ns_a, "link", "add", "up0", "type", "veth", "peer", "name", "eth0",
            "netns", ns_b)  # fmt: skip
