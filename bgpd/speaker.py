@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=65536)
-def _normal(address: str) -> str:
+def canonical_address(address: str) -> str:
     """The canonical text of an address (IPv4-mapped IPv6 becomes IPv4); cached, as
     every session event and every accepted connection asks."""
     ip = ipaddress.ip_address(address.split("%", maxsplit=1)[0])
@@ -87,7 +87,7 @@ class Speaker:
 
     def add_peer(self, endpoint: Endpoint, config: SessionConfig) -> Peer:
         """Add a peer and start its session; the others are untouched."""
-        key = _normal(endpoint.peer_address)
+        key = canonical_address(endpoint.peer_address)
         if key in self.peers:
             raise ValueError(f"peer {key} exists")
         if endpoint.password:
@@ -99,7 +99,7 @@ class Speaker:
 
     def remove_peer(self, address: str) -> None:
         """Stop the session with Cease and forget the peer."""
-        peer = self.peers.pop(_normal(address))
+        peer = self.peers.pop(canonical_address(address))
         peer.driver.stop()
         if peer.candidate is not None:
             peer.candidate.close()
@@ -136,7 +136,7 @@ class Speaker:
         return SessionDriver(Session(config), endpoint, self._event)
 
     def _event(self, driver: SessionDriver, event: SessionEvent) -> None:
-        peer = self.peers.get(_normal(driver.endpoint.peer_address))
+        peer = self.peers.get(canonical_address(driver.endpoint.peer_address))
         if peer is None:
             return
         if driver is peer.candidate:
@@ -184,7 +184,7 @@ class Speaker:
         while True:
             conn, addr = await loop.sock_accept(sock)
             try:
-                self._incoming(conn, _normal(addr[0]))
+                self._incoming(conn, canonical_address(addr[0]))
             except Exception:
                 log.exception("handling a connection from %s failed", addr[0])
                 conn.close()

@@ -73,7 +73,7 @@ from .messages import (
 from .messages.aspath import EMPTY_PATH
 from .rib import AdjRibIn, GracefulRestartHelper, InitialConvergence, RouteChange
 from .runtime import tune_gc
-from .speaker import Peer, Speaker
+from .speaker import Peer, Speaker, canonical_address
 
 log = logging.getLogger(__name__)
 
@@ -465,10 +465,7 @@ class StandaloneSpeaker:
         name = driver.transport.get_extra_info("sockname")
         if not name:
             return None
-        ip = ipaddress.ip_address(name[0].split("%")[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return ip.packed
+        return ipaddress.ip_address(canonical_address(name[0])).packed
 
 
 async def _main(path: str) -> int:

@@ -250,9 +250,6 @@ class Session:
             self._events.append(StateChanged(self.state, state, now))
             self.state = state
 
-    def _send(self, message: Message) -> None:
-        self._out += encode_message(message, self.context)
-
     def _set_timer(self, name: str, deadline: float) -> None:
         self._timers[name] = deadline
 
