@@ -111,6 +111,9 @@ class Measurement:
 
     establish_seconds: float
     establish_cpu: float
+    # Of that, in the kernel: on loopback the sender's context also runs the
+    # receiver's TCP work, so this part is mostly the same for any speaker.
+    establish_sys: float
     generator_busy: float  # the generator's CPU seconds per second while establishing
     steady_cpu_share: float  # CPU seconds per wall second
     cpu_per_keepalive: float  # seconds per KEEPALIVE sent or received
@@ -160,12 +163,17 @@ def process(
                 proc.wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` so far."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """utime and stime of ``pid`` so far, in seconds."""
     with open(f"/proc/{pid}/stat") as f:
         # The command name may hold spaces; the fields after its ')' do not.
         fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` so far."""
+    return sum(cpu_split(pid))
 
 
 def rss_mb(pid: int) -> float:
@@ -424,12 +432,12 @@ def _drive(speaker: Speaker, ns: str, tmp: Path, proc: subprocess.Popen[str]) ->
             f"{IN_FLIGHT} connection attempts in flight: SYNs may be dropped",
             file=sys.stderr,
         )
-    cpu_start = cpu_seconds(pid)
+    user_start, sys_start = cpu_split(pid)
     speaker.profile(proc, on=True)
     with process(ns, gen_argv, subprocess.PIPE, sys.stderr) as gen:
         lines = LineReader(gen)
         est = lines.wait_for("established", ESTABLISH_TIMEOUT + 30)
-        cpu_established = cpu_seconds(pid)
+        user_established, sys_established = cpu_split(pid)
         speaker.profile(proc, on=False)
         if not est["complete"]:
             raise RuntimeError(
@@ -469,7 +477,8 @@ def _drive(speaker: Speaker, ns: str, tmp: Path, proc: subprocess.Popen[str]) ->
     cpu = cpu_b - cpu_a
     return Measurement(
         establish_seconds=float(est["seconds"]),
-        establish_cpu=cpu_established - cpu_start,
+        establish_cpu=user_established + sys_established - user_start - sys_start,
+        establish_sys=sys_established - sys_start,
         generator_busy=float(est["establish_cpu_seconds"]) / float(est["seconds"]),
         steady_cpu_share=cpu / (wall_b - wall_a),
         cpu_per_keepalive=cpu / keepalives if keepalives else float("nan"),
@@ -541,6 +550,12 @@ def run() -> list[Row]:
             1e6 * theirs.cpu_per_keepalive,
         ),
         row("CPU to establish all", "ms", 1e3 * ours.establish_cpu, 1e3 * theirs.establish_cpu),
+        row(
+            "of which in the kernel",
+            "ms",
+            1e3 * ours.establish_sys,
+            1e3 * theirs.establish_sys,
+        ),
         row(
             "load generator busy, establishing",
             "%",

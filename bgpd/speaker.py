@@ -32,6 +32,12 @@ from .fsm.sockopts import save_syn, set_md5, set_ttl_security, ttl_acceptable
 
 log = logging.getLogger(__name__)
 
+# Connections taken per wake-up of a listener before the loop serves others.
+ACCEPT_BATCH = 64
+# Main-session states in which an incoming connection runs as a §6.8 candidate:
+# our own connect in flight (Connect), or our connection waiting for OPENs.
+_COLLIDING = (SessionState.CONNECT, SessionState.OPENSENT, SessionState.OPENCONFIRM)
+
 
 @functools.lru_cache(maxsize=65536)
 def canonical_address(address: str) -> str:
@@ -63,7 +69,6 @@ class Speaker:
         self.on_event = on_event
         self.peers: dict[str, Peer] = {}
         self._sockets: list[socket.socket] = []
-        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -78,7 +83,7 @@ class Speaker:
             sock.listen(1024)  # a mesh restart brings every peer at once
             sock.setblocking(False)
             self._sockets.append(sock)
-            self._tasks.append(loop.create_task(self._accept_loop(sock)))
+            loop.add_reader(sock.fileno(), self._accept_ready, sock)
 
     @property
     def ports(self) -> list[int]:
@@ -111,9 +116,9 @@ class Speaker:
     async def close(self) -> None:
         """Stop listening and drop every connection without a NOTIFICATION, so peers
         keep our routes for their graceful-restart time (Calico's persist)."""
-        for task in self._tasks:
-            task.cancel()
+        loop = asyncio.get_running_loop()
         for sock in self._sockets:
+            loop.remove_reader(sock.fileno())
             sock.close()
         for peer in self.peers.values():
             peer.driver.close()
@@ -157,32 +162,44 @@ class Speaker:
         neg = cand.session.negotiated
         assert neg is not None
         main = peer.driver.session
+        if main.state == SessionState.ESTABLISHED:
+            # §6.8: an Established connection always wins over a newer one.
+            cand.session.open_collision_dump(cand.loop.time())
+            cand.flush()
+            return
         if main.state not in (SessionState.OPENSENT, SessionState.OPENCONFIRM):
-            # The first connection died meanwhile: the candidate simply takes over.
-            self._promote(peer)
+            # Our connect is still pending or has failed: the candidate takes over.
+            self._promote(peer, event.new)
             return
         # §6.8: keep the connection opened by the side with the higher identifier.
         if peer.config.local_id < neg.peer_id:
             peer.driver.session.open_collision_dump(peer.driver.loop.time())
             peer.driver.flush()
-            self._promote(peer)
+            self._promote(peer, event.new)
         else:
             cand.session.open_collision_dump(cand.loop.time())
             cand.flush()
 
-    def _promote(self, peer: Peer) -> None:
+    def _promote(self, peer: Peer, state: SessionState) -> None:
+        """The candidate becomes the session; the layers above see it enter
+        ``state`` (where it stood at this event; later events follow in order)."""
         old = peer.driver
         assert peer.candidate is not None
         peer.driver, peer.candidate = peer.candidate, None
         old.close()
-        self.on_event(
-            peer, StateChanged(SessionState.IDLE, peer.driver.session.state, old.loop.time())
-        )
+        self.on_event(peer, StateChanged(SessionState.IDLE, state, old.loop.time()))
 
-    async def _accept_loop(self, sock: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            conn, addr = await loop.sock_accept(sock)
+    def _accept_ready(self, sock: socket.socket) -> None:
+        """Take every connection waiting in the listen queue: a mesh restart brings
+        them in bursts, and one wake-up per connection would cost a loop pass each."""
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, addr = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # out of descriptors, or the peer already gone
+                log.warning("accepting a connection failed: %s", e)
+                return
             try:
                 self._incoming(conn, canonical_address(addr[0]))
             except Exception:
@@ -201,7 +218,6 @@ class Speaker:
                 conn.close()
                 return
             set_ttl_security(conn, peer.endpoint.ttl_security)
-        conn.setblocking(False)
         main = peer.driver.session
         if peer.driver.accept(conn):
             return
@@ -217,10 +233,7 @@ class Speaker:
                     return
             conn.close()
             return
-        if (
-            main.state in (SessionState.OPENSENT, SessionState.OPENCONFIRM)
-            and peer.candidate is None
-        ):
+        if main.state in _COLLIDING and peer.candidate is None:
             peer.candidate = self._driver(peer.endpoint, peer.config)
             peer.candidate.session.start(peer.candidate.loop.time(), passive=True)
             peer.candidate.accept(conn)

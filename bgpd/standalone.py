@@ -460,12 +460,10 @@ class StandaloneSpeaker:
 
     @staticmethod
     def _local_address(driver: SessionDriver) -> bytes | None:
-        if driver.transport is None:
+        name = driver.local_address()
+        if name is None:
             return None
-        name = driver.transport.get_extra_info("sockname")
-        if not name:
-            return None
-        return ipaddress.ip_address(canonical_address(name[0])).packed
+        return ipaddress.ip_address(canonical_address(name)).packed
 
 
 async def _main(path: str) -> int:

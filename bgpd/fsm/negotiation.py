@@ -13,6 +13,8 @@ smaller of the two; keepalives run at a third of it (RFC 4271 §4.4, §10).
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from bgpd.messages import (
     AS_TRANS,
     AddPath,
@@ -83,6 +85,9 @@ def build_open(config: SessionConfig) -> Open:
     return Open.build(config.local_as, config.hold_time, config.local_id, tuple(caps))
 
 
+C = TypeVar("C", bound=Capability)
+
+
 def check_open(config: SessionConfig, peer: Open) -> None:
     """The configuration-dependent OPEN checks (RFC 4271 §6.2, RFC 5492 §5, RFC 9234).
 
@@ -126,24 +131,27 @@ def check_open(config: SessionConfig, peer: Open) -> None:
 
 def negotiate(config: SessionConfig, local: Open, peer: Open) -> Negotiated:
     """What both sides advertised (RFC 5492 §3); ``check_open`` must have passed."""
-    four = peer.find(FourOctetAs) is not None and local.find(FourOctetAs) is not None
-    ours = {c.family for c in local.find_all(Multiprotocol)}
-    theirs = {c.family for c in peer.find_all(Multiprotocol)}
-    families = frozenset(ours & theirs)
-    receive, send = _add_path(local, peer)
+    ours, theirs = _by_kind(local), _by_kind(peer)
+
+    def both(kind: type[Capability]) -> bool:
+        return kind in ours and kind in theirs
+
+    families = frozenset(
+        {c.family for c in _all(ours, Multiprotocol)}
+        & {c.family for c in _all(theirs, Multiprotocol)}
+    )
+    receive, send = _add_path(_all(ours, AddPath), _all(theirs, AddPath))
     hold = min(config.hold_time, peer.hold_time)
     keepalive = min(float(config.keepalive_time), hold / 3) if config.keepalive_time else hold / 3
     context = SessionContext(
-        four_octet_as=four,
+        four_octet_as=both(FourOctetAs),
         add_path_receive=receive & families,
         add_path_send=send & families,
-        extended_message=(
-            local.find(ExtendedMessage) is not None and peer.find(ExtendedMessage) is not None
-        ),
+        extended_message=both(ExtendedMessage),
     )
-    peer_gr = peer.find(GracefulRestart)
-    local_gr = local.find(GracefulRestart)
-    hostname = peer.find(Hostname)
+    peer_gr = _first(theirs, GracefulRestart)
+    local_gr = _first(ours, GracefulRestart)
+    hostname = _first(theirs, Hostname)
     return Negotiated(
         local_open=local,
         peer_open=peer,
@@ -153,12 +161,8 @@ def negotiate(config: SessionConfig, local: Open, peer: Open) -> Negotiated:
         keepalive_time=keepalive,
         families=families,
         context=context,
-        route_refresh=bool(
-            local.find(RouteRefreshCapability) and peer.find(RouteRefreshCapability)
-        ),
-        enhanced_route_refresh=bool(
-            local.find(EnhancedRouteRefresh) and peer.find(EnhancedRouteRefresh)
-        ),
+        route_refresh=both(RouteRefreshCapability),
+        enhanced_route_refresh=both(EnhancedRouteRefresh),
         peer_graceful_restart=peer_gr,
         graceful_notification=bool(
             peer_gr and local_gr and peer_gr.notification and local_gr.notification
@@ -167,10 +171,31 @@ def negotiate(config: SessionConfig, local: Open, peer: Open) -> Negotiated:
     )
 
 
-def _add_path(local: Open, peer: Open) -> tuple[frozenset[Family], frozenset[Family]]:
+def _by_kind(message: Open) -> dict[type[Capability], list[Capability]]:
+    """The OPEN's capabilities by class, in wire order: one pass instead of a scan
+    per capability asked about."""
+    index: dict[type[Capability], list[Capability]] = {}
+    for param in message.parameters:
+        for cap in param:
+            index.setdefault(type(cap), []).append(cap)
+    return index
+
+
+def _all(index: dict[type[Capability], list[Capability]], kind: type[C]) -> list[C]:
+    return [c for c in index.get(kind, ()) if isinstance(c, kind)]
+
+
+def _first(index: dict[type[Capability], list[Capability]], kind: type[C]) -> C | None:
+    found = _all(index, kind)
+    return found[0] if found else None
+
+
+def _add_path(
+    local: list[AddPath], peer: list[AddPath]
+) -> tuple[frozenset[Family], frozenset[Family]]:
     """Families whose NLRI carry path ids from the peer (receive) and to it (send)."""
-    ours = {f: m for cap in local.find_all(AddPath) for f, m in cap.entries}
-    theirs = {f: m for cap in peer.find_all(AddPath) for f, m in cap.entries}
+    ours = {f: m for cap in local for f, m in cap.entries}
+    theirs = {f: m for cap in peer for f, m in cap.entries}
     receive = frozenset(
         {
             f

@@ -8,6 +8,7 @@ where one exists, for display).  Internal signals never squat in these spaces.
 
 from __future__ import annotations
 
+import functools
 from enum import IntEnum, IntFlag
 from typing import NamedTuple, TypeVar
 
@@ -157,11 +158,17 @@ class Family(NamedTuple):
     safi: int
 
     def __str__(self) -> str:
-        afi = as_enum(Afi, self.afi)
-        safi = as_enum(Safi, self.safi)
-        a = afi.name.lower() if isinstance(afi, Afi) else str(afi)
-        s = safi.name.lower() if isinstance(safi, Safi) else str(safi)
-        return f"{a}-{s}"
+        return _family_text(self.afi, self.safi)
+
+
+@functools.lru_cache(maxsize=1024)
+def _family_text(afi_value: int, safi_value: int) -> str:
+    """``ipv4-unicast``; cached, as every session event and log line names families."""
+    afi = as_enum(Afi, afi_value)
+    safi = as_enum(Safi, safi_value)
+    a = afi.name.lower() if isinstance(afi, Afi) else str(afi)
+    s = safi.name.lower() if isinstance(safi, Safi) else str(safi)
+    return f"{a}-{s}"
 
 
 IPV4_UNICAST = Family(Afi.IPV4, Safi.UNICAST)

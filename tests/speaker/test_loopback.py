@@ -115,9 +115,72 @@ async def test_both_active_collide_and_one_session_survives() -> None:
         assert sa.peers[B].driver.session.state == SessionState.ESTABLISHED
         assert sb.peers[A].driver.session.state == SessionState.ESTABLISHED
         assert not [e for e in ra.events if isinstance(e, SessionDown) and e.was_established]
+        # Each side's own connect was still pending when the other's arrived: the
+        # arrival must wait as a candidate, not cancel the connect (which closed
+        # both connections and cost a retry round).
+        downs = [e for e in ra.events + rb.events if isinstance(e, SessionDown)]
+        assert all(e.reason == "connection collision resolution" for e in downs), downs
     finally:
         await sa.close()
         await sb.close()
+
+
+async def _read_message(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
+    head = b""
+    while len(head) < 19:
+        chunk = await loop.sock_recv(sock, 19 - len(head))
+        assert chunk, "connection closed"
+        head += chunk
+    body = b""
+    while len(body) < int.from_bytes(head[16:18], "big") - 19:
+        chunk = await loop.sock_recv(sock, int.from_bytes(head[16:18], "big") - 19 - len(body))
+        assert chunk, "connection closed"
+        body += chunk
+    return head + body
+
+
+async def test_an_established_session_wins_over_a_later_connection() -> None:
+    """RFC 4271 §6.8: a collision with an Established connection closes the newer one,
+    even when the newer one was opened by the side with the higher identifier."""
+    loop = asyncio.get_running_loop()
+    rec = Recorder()
+    sa = Speaker([(A, free_port())], rec)
+    await sa.start()
+    listener, dialed = socket.socket(), socket.socket()
+    listener.bind((B, 0))
+    listener.listen(1)
+    listener.setblocking(False)
+    dialed.bind((B, 0))
+    dialed.setblocking(False)
+    # Non-GR: a GR-capable peer's new connection would replace the old one (§4.2).
+    peer_open = encode_message(build_open(cfg(65002, 65001, 2, graceful_restart=False)))
+    main: socket.socket | None = None
+    try:
+        sa.add_peer(Endpoint(B, listener.getsockname()[1], local_address=A), cfg(65001, 65002, 1))
+        async with asyncio.timeout(5):
+            main, _ = await loop.sock_accept(listener)
+        main.setblocking(False)
+        assert (await _read_message(loop, main))[18] == 1  # our OPEN
+        # The peer dials too while the first connection waits in OpenSent.
+        await loop.sock_connect(dialed, (A, sa.ports[0]))
+        assert (await _read_message(loop, dialed))[18] == 1
+        await loop.sock_sendall(main, peer_open + KEEPALIVE_BYTES)
+        await rec.wait_for(Established)
+        # Only now does the OPEN on the second connection arrive.
+        await loop.sock_sendall(dialed, peer_open)
+        async with asyncio.timeout(5):
+            while (msg := await _read_message(loop, dialed))[18] != 3:
+                pass
+        assert (msg[19], msg[20]) == (6, 7)  # Cease / Connection Collision Resolution
+        await asyncio.sleep(0.2)
+        assert sa.peers[B].driver.session.state == SessionState.ESTABLISHED
+        assert not [e for e in rec.events if isinstance(e, SessionDown)]
+    finally:
+        if main is not None:
+            main.close()
+        dialed.close()
+        listener.close()
+        await sa.close()
 
 
 async def test_md5_matching_keys_establish() -> None:
@@ -252,3 +315,42 @@ async def test_md5_on_a_dual_stack_listener_for_an_ipv4_peer(
     finally:
         await sa.close()
         await sb.close()
+
+
+async def test_a_stop_behind_a_full_send_buffer_still_delivers_the_notification() -> None:
+    """The Cease queued after UPDATEs the kernel has not taken yet goes out last,
+    once the peer reads, and then the connection closes."""
+    loop = asyncio.get_running_loop()
+    rec = Recorder()
+    sa = Speaker([(A, free_port())], rec)
+    await sa.start()
+    raw = socket.socket()
+    try:
+        sa.add_peer(Endpoint(B, 179), cfg(65001, 65002, 1, passive=True))
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.bind((B, 0))
+        raw.setblocking(False)
+        await loop.sock_connect(raw, (A, sa.ports[0]))
+        await loop.sock_sendall(
+            raw, encode_message(build_open(cfg(65002, 65001, 2))) + KEEPALIVE_BYTES
+        )
+        await rec.wait_for(Established)
+        driver = sa.peers[B].driver
+        eor = encode_message(Update.end_of_rib(), SessionContext())
+        sent = 0
+        while driver.writable:
+            driver.send(eor * 3000)
+            sent += 3000
+            await asyncio.sleep(0)
+        driver.stop()
+        assert driver.sock is None  # the session let go of it; the close is pending
+        data = bytearray()
+        async with asyncio.timeout(10):
+            while chunk := await loop.sock_recv(raw, 1 << 20):
+                data += chunk
+        # Last comes Cease / Hard Reset (RFC 8538 was negotiated) carrying 6/2.
+        assert data.endswith(b"\xff" * 16 + b"\x00\x17\x03\x06\x09\x06\x02")
+        assert data.count(eor) >= sent
+    finally:
+        raw.close()
+        await sa.close()
