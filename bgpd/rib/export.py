@@ -1,0 +1,169 @@
+"""From the Loc-RIB's best path to what one peer is sent (RFC 4271 §9.1.3, §5.1).
+
+In order, for each best path and each peer:
+
+1. Never back to the peer it came from.
+2. Well-known communities (RFC 1997): NO_ADVERTISE goes to no one; NO_EXPORT
+   and NO_EXPORT_SUBCONFED stay inside the AS.
+3. iBGP split horizon (§9.2): a route learned over iBGP is not sent to another
+   iBGP peer, unless this speaker reflects it (RFC 4456 §6, the ``Reflection``
+   hook).
+4. RFC 8212: nothing goes to an eBGP peer without an export policy, unless
+   ``require_ebgp_policy`` is off.
+5. The export policy.
+6. Attributes for the peer:
+   - towards eBGP: our AS prepended (§5.1.2), LOCAL_PREF dropped (§5.1.5), a MED
+     learned from another AS dropped (§5.1.4), ORIGINATOR_ID and CLUSTER_LIST
+     dropped (RFC 4456 §8 applies inside the AS only);
+   - towards iBGP: LOCAL_PREF always present (100 unless set); reflected routes
+     get ORIGINATOR_ID and CLUSTER_LIST from the hook.
+   - NEXT_HOP (§5.1.3, Calico's ``nextHopMode``): ``SELF`` always puts our
+     address; ``KEEP`` never changes it; ``AUTO`` keeps it towards iBGP and
+     sets ours towards eBGP (Calico's ``keepOriginalNextHop`` is ``KEEP`` for
+     eBGP).  A locally originated route without a next hop always gets ours.
+
+The result is an ``Advert``: attributes and next hop, interned per peer-kind so
+that peers receiving the same thing share one object (and one encoding).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bgpd.messages import AsPath, Family, PathAttributes, Prefix, WellKnownCommunity
+
+from .decision import DEFAULT_LOCAL_PREF
+from .path import Path
+from .policy import Policy
+from .reflection import Reflection
+
+_NO_EXPORT = (WellKnownCommunity.NO_EXPORT, WellKnownCommunity.NO_EXPORT_SUBCONFED)
+_EMPTY_PATH = AsPath()
+
+
+class NextHopMode(enum.Enum):
+    AUTO = "Auto"
+    SELF = "Self"
+    KEEP = "Keep"
+
+
+@dataclass(frozen=True, slots=True)
+class Advert:
+    """What one peer is told about a prefix.  ``attributes`` carry no NEXT_HOP:
+    the packer puts ``next_hop`` in NEXT_HOP or MP_REACH_NLRI by family."""
+
+    attributes: PathAttributes
+    next_hop: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ExportTarget:
+    """A peer as export sees it."""
+
+    name: str
+    local_as: int
+    peer_as: int
+    #: Our address on this session, per family (4, 16 or 32 octets).
+    next_hop_self: Mapping[Family, bytes] = field(default_factory=dict)
+    next_hop_mode: NextHopMode = NextHopMode.AUTO
+    policy: Policy | None = None
+    require_ebgp_policy: bool = True
+    client: bool = False
+    reflection: Reflection | None = None
+
+    @property
+    def ibgp(self) -> bool:
+        return self.peer_as == self.local_as
+
+
+class Exporter:
+    """Export for one peer, with its own interning of the attribute sets it sends."""
+
+    def __init__(self, target: ExportTarget) -> None:
+        self.target = target
+        self._adverts: dict[tuple[int, bytes], Advert] = {}
+        self._keep: list[PathAttributes] = []  # holds ids in _adverts alive
+
+    def advert(self, family: Family, prefix: Prefix, path: Path) -> Advert | None:
+        """What to send for ``path`` as the best route to ``prefix``, or None."""
+        t = self.target
+        source = path.source
+        if source.name == t.name:
+            return None
+        attrs = path.attributes
+        communities = attrs.communities
+        if communities:
+            if WellKnownCommunity.NO_ADVERTISE in communities:
+                return None
+            if not t.ibgp and any(c in communities for c in _NO_EXPORT):
+                return None
+        if t.ibgp and source.ibgp and not source.local and not self._reflects(path):
+            return None
+        if t.policy is None:
+            if t.require_ebgp_policy and not t.ibgp:
+                return None
+        else:
+            evaluated = t.policy.evaluate(family, prefix, attrs, t.name, not source.local)
+            if evaluated is None:
+                return None
+            attrs = evaluated
+        hop = self._next_hop(family, path)
+        if hop is None:
+            return None
+        return self._intern(attrs, hop, path)
+
+    def _reflects(self, path: Path) -> bool:
+        """iBGP to iBGP only through a reflector (§9.2, RFC 4456 §6)."""
+        t = self.target
+        return t.reflection is not None and t.reflection.may_reflect(path.source, t.client)
+
+    def _next_hop(self, family: Family, path: Path) -> bytes | None:
+        t = self.target
+        mode = t.next_hop_mode
+        ours = t.next_hop_self.get(family)
+        if not path.next_hop:
+            return ours
+        if mode is NextHopMode.SELF or (mode is NextHopMode.AUTO and not t.ibgp):
+            return ours
+        return path.next_hop
+
+    def _intern(self, attrs: PathAttributes, hop: bytes, path: Path) -> Advert:
+        key = (id(attrs), hop)
+        found = self._adverts.get(key)
+        if found is not None:
+            return found
+        out = self._rewrite(attrs, path)
+        advert = Advert(out, hop)
+        if len(self._adverts) > 65536:  # a bound, not a cache policy: rebuilt on demand
+            self._adverts.clear()
+            self._keep.clear()
+        self._adverts[key] = advert
+        self._keep.append(attrs)
+        return advert
+
+    def _rewrite(self, attrs: PathAttributes, path: Path) -> PathAttributes:
+        t = self.target
+        source = path.source
+        if t.ibgp:
+            changes: dict[str, object] = {}
+            if attrs.local_pref is None:
+                changes["local_pref"] = DEFAULT_LOCAL_PREF
+            if attrs.as_path is None:
+                changes["as_path"] = _EMPTY_PATH
+            if attrs.next_hop is not None:
+                changes["next_hop"] = None  # the packer writes the advert's own
+            if changes:
+                attrs = attrs.replace(**changes)
+            if source.ibgp and not source.local and t.reflection is not None:
+                attrs = t.reflection.reflected(attrs, source)
+            return attrs
+        return attrs.replace(
+            as_path=(attrs.as_path or _EMPTY_PATH).prepend(t.local_as),
+            local_pref=None,
+            med=attrs.med if source.local else None,
+            originator_id=None,
+            cluster_list=None,
+            next_hop=None,
+        )

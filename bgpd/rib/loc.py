@@ -1,0 +1,126 @@
+"""The Loc-RIB: every candidate path per prefix and the one selected (RFC 4271 §3.2, §9.1.2).
+
+Each entry keeps its candidates in a dict keyed by ``(source, path id)`` and
+remembers the selection; a change to the candidates re-runs the decision process
+for that prefix alone and reports a ``BestChange`` only when the selection (best
+path or ECMP set) actually moved, which is what export and the kernel act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from bgpd.messages import Family, Prefix
+
+from .decision import Candidate, DecisionOptions, select, usable
+from .path import BestChange, Path, PathKey
+
+
+class Entry:
+    """One prefix: its candidates and the current selection."""
+
+    __slots__ = ("best", "multipath", "paths")
+
+    def __init__(self) -> None:
+        self.paths: dict[PathKey, Path] = {}
+        self.best: Candidate | None = None
+        self.multipath: tuple[Candidate, ...] = ()
+
+
+class LocRib:
+    """Candidates and selections for every family."""
+
+    def __init__(self, options: DecisionOptions | None = None) -> None:
+        self.options = options or DecisionOptions()
+        self.tables: dict[Family, dict[Prefix, Entry]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self.tables.values())
+
+    def update(
+        self, family: Family, prefix: Prefix, key: PathKey, path: Path | None
+    ) -> BestChange | None:
+        """Add, replace (``path``) or remove (None) one candidate; the new
+        selection when it changed."""
+        table = self.tables.get(family)
+        if table is None:
+            table = self.tables[family] = {}
+        entry = table.get(prefix)
+        if entry is None:
+            if path is None:
+                return None
+            entry = table[prefix] = Entry()
+        if path is None:
+            if entry.paths.pop(key, None) is None:
+                return None
+        else:
+            entry.paths[key] = path
+        return self._reselect(family, prefix, entry, table)
+
+    def remove_source(self, name: str) -> list[BestChange]:
+        """Drop every candidate learned from ``name`` (a session went down)."""
+        changes: list[BestChange] = []
+        for family, table in self.tables.items():
+            for prefix, entry in list(table.items()):
+                keys = [k for k in entry.paths if k[0] == name]
+                if not keys:
+                    continue
+                for k in keys:
+                    del entry.paths[k]
+                change = self._reselect(family, prefix, entry, table)
+                if change is not None:
+                    changes.append(change)
+        return changes
+
+    def reselect(self, which: Callable[[Family, Prefix, Entry], bool]) -> list[BestChange]:
+        """Run the decision again where ``which`` says (next-hop reachability or the
+        decision options changed)."""
+        changes: list[BestChange] = []
+        for family, table in self.tables.items():
+            for prefix, entry in list(table.items()):
+                if which(family, prefix, entry):
+                    change = self._reselect(family, prefix, entry, table)
+                    if change is not None:
+                        changes.append(change)
+        return changes
+
+    def best(self, family: Family, prefix: Prefix) -> Path | None:
+        entry = self.tables.get(family, {}).get(prefix)
+        return entry.best[1] if entry is not None and entry.best is not None else None
+
+    def entry(self, family: Family, prefix: Prefix) -> Entry | None:
+        return self.tables.get(family, {}).get(prefix)
+
+    def selected(self, family: Family) -> Iterator[tuple[Prefix, Path, tuple[Path, ...]]]:
+        """Every prefix with a selection: (prefix, best, ECMP set)."""
+        for prefix, entry in self.tables.get(family, {}).items():
+            if entry.best is not None:
+                yield prefix, entry.best[1], tuple(c[1] for c in entry.multipath)
+
+    def _reselect(
+        self, family: Family, prefix: Prefix, entry: Entry, table: dict[Prefix, Entry]
+    ) -> BestChange | None:
+        paths = entry.paths
+        best: Candidate | None
+        multipath: tuple[Candidate, ...]
+        if len(paths) == 1:  # nearly every prefix of a table from one peer
+            only = next(iter(paths.items()))
+            ok = usable(only[1], self.options)
+            best, multipath = (only, (only,)) if ok else (None, ())
+        else:
+            best, multipath = select(paths.items(), self.options)
+        if not paths:
+            del table[prefix]
+        old_best, old_multi = entry.best, entry.multipath
+        entry.best, entry.multipath = best, multipath
+        if best is None:
+            if old_best is None:
+                return None
+            return BestChange(family, prefix, None, ())
+        if old_best is not None and old_best[1] is best[1] and _same(old_multi, multipath):
+            return None
+        return BestChange(family, prefix, best[1], tuple(c[1] for c in multipath))
+
+
+def _same(a: tuple[Candidate, ...], b: tuple[Candidate, ...]) -> bool:
+    return len(a) == len(b) and all(x[1] is y[1] for x, y in zip(a, b, strict=True))

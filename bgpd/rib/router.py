@@ -1,0 +1,315 @@
+"""The RIB of one speaker: Adj-RIBs-In, the Loc-RIB and Adj-RIBs-Out tied together
+(RFC 4271 §3.2, §9).  Pure: it takes decoded UPDATEs and returns bytes to send.
+
+- ``peer_up`` registers an established session: its importer, exporter and wire
+  parameters; the current Loc-RIB is queued for it, then End-of-RIB (RFC 4724 §2).
+- ``receive`` runs an UPDATE through Adj-RIB-In, import, the decision process
+  and export, staging what each peer must now be told.
+- ``originate`` / ``withdraw`` handle this speaker's own routes.
+- ``peer_down`` withdraws what the peer contributed.  Large tables are taken
+  apart in slices by ``work(budget)``, so a peer leaving with a million routes
+  does not stop the event loop (keepalives, the HTTP API) while it happens.
+- ``take_output`` returns, per peer, the packed UPDATEs staged since the last
+  call: one pass of the event loop produces one batch per peer, and prefixes
+  that changed twice in between are sent once, in their final state.
+
+Every change of a selection is also reported as a ``BestChange`` (from
+``receive``, ``originate``, ``work``) for the kernel and the status API.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from bgpd.messages import (
+    Family,
+    PathAttributes,
+    Prefix,
+    RouteRefresh,
+    SessionContext,
+    Update,
+    encode_message,
+)
+
+from .adj_in import AdjRibIn, RouteChange
+from .decision import DecisionOptions
+from .export import Advert, Exporter, ExportTarget
+from .importing import Importer, ImportRules
+from .loc import LocRib
+from .path import LOCAL, BestChange, Path, Source
+from .updates import UpdateEncoder
+
+#: Routes handled per slice of a large job (a peer going down, a table dump).
+SLICE = 20_000
+
+
+@dataclass
+class PeerRib:
+    """One established peer's view: what it sent, what it was sent, what is pending."""
+
+    name: str
+    importer: Importer
+    exporter: Exporter
+    context: SessionContext
+    families: frozenset[Family]
+    adj_in: AdjRibIn = field(default_factory=AdjRibIn)
+    adj_out: dict[Family, dict[Prefix, Advert]] = field(default_factory=dict)
+    pending: dict[Family, dict[Prefix, Advert | None]] = field(default_factory=dict)
+    #: Families whose initial table is still being queued; End-of-RIB follows it.
+    initial: set[Family] = field(default_factory=set)
+    eor_due: list[Family] = field(default_factory=list)
+    #: Families being re-sent after ROUTE-REFRESH: identical adverts go out again.
+    resend: dict[Family, int] = field(default_factory=dict)
+
+
+class Router:
+    """Adj-RIBs-In, Loc-RIB, Adj-RIBs-Out of one speaker."""
+
+    def __init__(self, local_as: int, router_id: int, options: DecisionOptions | None = None):
+        self.local_as = local_as
+        self.router_id = router_id
+        self.loc = LocRib(options)
+        self.peers: dict[str, PeerRib] = {}
+        self.local_source = Source.origin(local_as, router_id)
+        self.encoder = UpdateEncoder()
+        self._jobs: deque[Iterator[list[BestChange]]] = deque()
+
+    # ------------------------------------------------------------------ peers
+
+    def peer_up(
+        self,
+        source: Source,
+        rules: ImportRules,
+        target: ExportTarget,
+        families: frozenset[Family],
+        context: SessionContext,
+        *,
+        four_octet: bool = True,
+    ) -> None:
+        """An Established session: queue the Loc-RIB for it, then End-of-RIB."""
+        if source.name in self.peers:
+            raise ValueError(f"peer {source.name} is already up")
+        peer = PeerRib(
+            source.name,
+            Importer(source, rules, four_octet),
+            Exporter(target),
+            context,
+            families,
+        )
+        self.peers[source.name] = peer
+        peer.initial = set(families)
+        self._jobs.append(self._dump(peer))
+
+    def peer_down(self, name: str) -> None:
+        """The session ended: its routes leave the Loc-RIB (in slices, by ``work``)."""
+        peer = self.peers.pop(name, None)
+        if peer is not None:
+            self._jobs.append(self._remove(peer))
+
+    @property
+    def busy(self) -> bool:
+        """True while sliced work is queued."""
+        return bool(self._jobs)
+
+    def work(self, budget: int = 1) -> list[BestChange]:
+        """Run up to ``budget`` slices of queued jobs."""
+        changes: list[BestChange] = []
+        while budget > 0 and self._jobs:
+            job = self._jobs[0]
+            try:
+                changes += next(job)
+            except StopIteration:
+                self._jobs.popleft()
+                continue
+            budget -= 1
+        return changes
+
+    # ----------------------------------------------------------------- routes
+
+    def receive(self, name: str, update: Update) -> list[BestChange]:
+        """An UPDATE from ``name`` (RFC 4271 §9): the selections it changed."""
+        peer = self.peers[name]
+        return self._apply(peer, peer.adj_in.apply(update))
+
+    def originate(
+        self, family: Family, prefix: Prefix, attributes: PathAttributes, next_hop: bytes = b""
+    ) -> BestChange | None:
+        """Announce our own route (next hop empty: "self" towards every peer)."""
+        path = Path(attributes, next_hop, self.local_source)
+        change = self.loc.update(family, prefix, (LOCAL, 0), path)
+        if change is not None:
+            self._export(change)
+        return change
+
+    def withdraw(self, family: Family, prefix: Prefix) -> BestChange | None:
+        change = self.loc.update(family, prefix, (LOCAL, 0), None)
+        if change is not None:
+            self._export(change)
+        return change
+
+    def stale_swept(self, name: str, changes: list[RouteChange]) -> list[BestChange]:
+        """Apply Adj-RIB-In deletions made outside ``receive`` (graceful restart)."""
+        peer = self.peers.get(name)
+        if peer is None:
+            return []
+        return self._apply(peer, changes)
+
+    def refresh(self, name: str, family: Family, enhanced: bool = False) -> None:
+        """The peer asked for ``family`` again (RFC 2918 §4): everything it was sent
+        is re-sent; with enhanced route refresh between BoRR and EoRR (RFC 7313 §4)."""
+        peer = self.peers.get(name)
+        if peer is None or family not in peer.families:
+            return
+        staged = peer.pending.setdefault(family, {})
+        for prefix, advert in peer.adj_out.get(family, {}).items():
+            staged.setdefault(prefix, advert)
+        peer.resend[family] = 2 if enhanced else 1
+
+    # ----------------------------------------------------------------- output
+
+    def take_output(self) -> dict[str, bytes]:
+        """Packed UPDATEs (and due End-of-RIB markers) per peer since the last call."""
+        self.encoder.new_batch()
+        out: dict[str, bytes] = {}
+        for name, peer in self.peers.items():
+            if not peer.pending and not peer.eor_due:
+                continue
+            data = bytearray()
+            for family, staged in peer.pending.items():
+                mode = peer.resend.pop(family, 0)
+                if mode == 2:
+                    data += encode_message(RouteRefresh(family, 1), peer.context)  # BoRR
+                data += self._pack(peer, family, staged, force=mode > 0)
+                if mode == 2:
+                    data += encode_message(RouteRefresh(family, 2), peer.context)  # EoRR
+            peer.pending = {}
+            for family in peer.eor_due:
+                data += _end_of_rib(family)
+            peer.eor_due = []
+            if data:
+                out[name] = bytes(data)
+        return out
+
+    # -------------------------------------------------------------- internals
+
+    def _apply(self, peer: PeerRib, changes: list[RouteChange]) -> list[BestChange]:
+        loc, importer, name = self.loc, peer.importer, peer.name
+        best: list[BestChange] = []
+        for c in changes:
+            prefix, path_id = c.key
+            path = None if c.route is None else importer.admit(c.family, prefix, c.route)
+            change = loc.update(c.family, prefix, (name, path_id), path)
+            if change is not None:
+                best.append(change)
+                self._export(change)
+        return best
+
+    def _export(self, change: BestChange) -> None:
+        family, prefix, best = change.family, change.prefix, change.best
+        for peer in self.peers.values():
+            if family not in peer.families:
+                continue
+            advert = None if best is None else peer.exporter.advert(family, prefix, best)
+            self._stage(peer, family, prefix, advert)
+
+    @staticmethod
+    def _stage(peer: PeerRib, family: Family, prefix: Prefix, advert: Advert | None) -> None:
+        sent = peer.adj_out.get(family)
+        staged = peer.pending.get(family)
+        if staged is None:
+            staged = peer.pending[family] = {}
+        previous = sent.get(prefix) if sent is not None else None
+        if advert is None and previous is None and prefix not in staged:
+            return
+        staged[prefix] = advert
+
+    def _pack(
+        self,
+        peer: PeerRib,
+        family: Family,
+        staged: dict[Prefix, Advert | None],
+        force: bool = False,
+    ) -> bytes:
+        sent = peer.adj_out.setdefault(family, {})
+        withdraw: list[Prefix] = []
+        groups: dict[int, tuple[Advert, list[Prefix]]] = {}
+        for prefix, advert in staged.items():
+            previous = sent.get(prefix)
+            if advert is None:
+                if previous is not None:
+                    del sent[prefix]
+                    withdraw.append(prefix)
+                continue
+            if not force and (previous is advert or previous == advert):
+                continue
+            sent[prefix] = advert
+            group = groups.get(id(advert))
+            if group is None:
+                groups[id(advert)] = (advert, [prefix])
+            else:
+                group[1].append(prefix)
+        out = bytearray()
+        ctx = peer.context
+        if withdraw:
+            for msg in self.encoder.withdraw(family, tuple(withdraw), ctx):
+                out += msg
+        for advert, prefixes in groups.values():
+            for msg in self.encoder.announce(family, advert, tuple(prefixes), ctx):
+                out += msg
+        return bytes(out)
+
+    def _dump(self, peer: PeerRib) -> Iterator[list[BestChange]]:
+        """Queue the current selections for a new peer, a slice at a time.  A prefix
+        that changed meanwhile was already staged by ``_export`` with its newer
+        state, and is left alone."""
+        for family in sorted(peer.families):
+            table = self.loc.tables.get(family, {})
+            for i, prefix in enumerate(list(table)):
+                if self.peers.get(peer.name) is not peer:
+                    return
+                if i and i % SLICE == 0:
+                    yield []
+                entry = table.get(prefix)
+                if entry is None or entry.best is None:
+                    continue
+                staged = peer.pending.get(family)
+                if staged is not None and prefix in staged:
+                    continue
+                if prefix in peer.adj_out.get(family, {}):
+                    continue
+                advert = peer.exporter.advert(family, prefix, entry.best[1])
+                if advert is not None:
+                    self._stage(peer, family, prefix, advert)
+            peer.initial.discard(family)
+            peer.eor_due.append(family)
+        yield []
+
+    def _remove(self, peer: PeerRib) -> Iterator[list[BestChange]]:
+        """Withdraw a departed peer's routes from the Loc-RIB, a slice at a time."""
+        loc, name = self.loc, peer.name
+        for family, table in list(peer.adj_in.tables.items()):
+            batch: list[BestChange] = []
+            for prefix, path_id in table:
+                change = loc.update(family, prefix, (name, path_id), None)
+                if change is not None:
+                    batch.append(change)
+                    self._export(change)
+                if len(batch) >= SLICE:
+                    yield batch
+                    batch = []
+            yield batch
+        peer.adj_in.tables.clear()
+        peer.adj_in.stale.clear()
+
+
+_EOR: dict[Family, bytes] = {}
+
+
+def _end_of_rib(family: Family) -> bytes:
+    """The End-of-RIB marker for ``family`` (RFC 4724 §2), encoded once."""
+    found = _EOR.get(family)
+    if found is None:
+        found = _EOR[family] = encode_message(Update.end_of_rib(family), SessionContext())
+    return found
