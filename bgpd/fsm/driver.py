@@ -271,7 +271,7 @@ class SessionDriver:
             self._drained.clear()
             self.session.transmit_blocked(self.loop.time())
 
-    def _lost_if(self, sock: socket.socket | None, exc: OSError) -> None:
+    def _lost_if(self, sock: socket.socket, exc: OSError) -> None:
         if self.sock is sock:
             self._lost(exc)
 

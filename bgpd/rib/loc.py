@@ -57,21 +57,6 @@ class LocRib:
             entry.paths[key] = path
         return self._reselect(family, prefix, entry, table)
 
-    def remove_source(self, name: str) -> list[BestChange]:
-        """Drop every candidate learned from ``name`` (a session went down)."""
-        changes: list[BestChange] = []
-        for family, table in self.tables.items():
-            for prefix, entry in list(table.items()):
-                keys = [k for k in entry.paths if k[0] == name]
-                if not keys:
-                    continue
-                for k in keys:
-                    del entry.paths[k]
-                change = self._reselect(family, prefix, entry, table)
-                if change is not None:
-                    changes.append(change)
-        return changes
-
     def reselect(self, which: Callable[[Family, Prefix, Entry], bool]) -> list[BestChange]:
         """Run the decision again where ``which`` says (next-hop reachability or the
         decision options changed)."""

@@ -57,8 +57,6 @@ class PeerRib:
     adj_in: AdjRibIn = field(default_factory=AdjRibIn)
     adj_out: dict[Family, dict[Prefix, Advert]] = field(default_factory=dict)
     pending: dict[Family, dict[Prefix, Advert | None]] = field(default_factory=dict)
-    #: Families whose initial table is still being queued; End-of-RIB follows it.
-    initial: set[Family] = field(default_factory=set)
     eor_due: list[Family] = field(default_factory=list)
     #: Families being re-sent after ROUTE-REFRESH: identical adverts go out again.
     resend: dict[Family, int] = field(default_factory=dict)
@@ -99,7 +97,6 @@ class Router:
             families,
         )
         self.peers[source.name] = peer
-        peer.initial = set(families)
         self._jobs.append(self._dump(peer))
 
     def peer_down(self, name: str) -> None:
@@ -282,7 +279,6 @@ class Router:
                 advert = peer.exporter.advert(family, prefix, entry.best[1])
                 if advert is not None:
                     self._stage(peer, family, prefix, advert)
-            peer.initial.discard(family)
             peer.eor_due.append(family)
         yield []
 

@@ -126,17 +126,16 @@ async def test_both_active_collide_and_one_session_survives() -> None:
 
 
 async def _read_message(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bytes:
-    head = b""
-    while len(head) < 19:
-        chunk = await loop.sock_recv(sock, 19 - len(head))
+    """One whole BGP message from a raw socket."""
+    data = b""
+    need = 19
+    while len(data) < need:
+        chunk = await loop.sock_recv(sock, need - len(data))
         assert chunk, "connection closed"
-        head += chunk
-    body = b""
-    while len(body) < int.from_bytes(head[16:18], "big") - 19:
-        chunk = await loop.sock_recv(sock, int.from_bytes(head[16:18], "big") - 19 - len(body))
-        assert chunk, "connection closed"
-        body += chunk
-    return head + body
+        data += chunk
+        if len(data) >= 19:
+            need = int.from_bytes(data[16:18], "big")
+    return data
 
 
 async def test_an_established_session_wins_over_a_later_connection() -> None:
