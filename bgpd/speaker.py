@@ -115,11 +115,13 @@ class Speaker:
 
     async def close(self) -> None:
         """Stop listening and drop every connection without a NOTIFICATION, so peers
-        keep our routes for their graceful-restart time (Calico's persist)."""
+        keep our routes for their graceful-restart time (Calico's persist).
+        Closing twice is harmless."""
         loop = asyncio.get_running_loop()
         for sock in self._sockets:
             loop.remove_reader(sock.fileno())
             sock.close()
+        self._sockets = []
         for peer in self.peers.values():
             peer.driver.close()
             if peer.candidate is not None:

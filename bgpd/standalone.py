@@ -2,30 +2,38 @@
 
     python -m bgpd.standalone CONFIG.json
 
-It runs the sessions (``Speaker``), keeps each peer's Adj-RIB-In with the
-graceful-restart helper (RFC 4724 §4.2), announces the static routes the file
-lists, and defers its own announcements after a restart until End-of-RIB from
-every peer or the deferral timer (RFC 4724 §4.1).  It writes one JSON object
-per event on stdout.  The node agent builds on the same parts; this program is
-what the interop tests and the session benchmark run, and a plain route
-injector for operators' labs.
+It runs the sessions (``Speaker``) and the RIB (``Router``): each peer's
+Adj-RIB-In with the graceful-restart helper (RFC 4724 §4.2), import and export
+policy, the decision process, route reflection when ``cluster_id`` is set, and
+the static routes the file lists.  After a restart it holds its announcements
+until End-of-RIB from every peer or the deferral timer (RFC 4724 §4.1).  It
+writes one JSON object per event on stdout.  The node agent builds on the same
+parts; this program is what the interop tests and the benchmarks run, and a
+route injector or reflector for operators' labs.
 
-The file::
+The file (``bgpd.standalone_config`` checks it)::
 
     {"local_as": 65001, "router_id": "198.18.0.1",
      "listen": [["0.0.0.0", 179], ["::", 179]],
      "restarting": false, "deferral_time": 60, "log_routes": true, "log_states": false,
+     "cluster_id": null, "multipath": true, "always_compare_med": false,
+     "require_ebgp_policy": true,
      "peers": [{"address": "198.18.0.2", "as": 65002, "port": 179,
                 "local_address": null, "password": null, "ttl_security": null,
                 "multihop": null, "passive": false, "hold_time": 240,
                 "keepalive_time": null, "families": ["ipv4-unicast", "ipv6-unicast"],
                 "graceful_restart": true, "restart_time": 120,
                 "connect_delay": 2, "connect_retry": 5, "error_wait": [5, 30],
-                "next_hop": {"ipv6-unicast": "2001:2::1"}}],
+                "next_hop": {"ipv6-unicast": "2001:2::1"},
+                "import": "all", "export": "all", "next_hop_mode": "Auto",
+                "route_reflector_client": false, "allowed_local_as": 0}],
      "routes": [{"prefix": "10.9.0.0/24"}, {"prefix": "2001:db8:9::/48"}]}
 
-A route's next hop is its own ``next_hop``, else the peer's ``next_hop`` for the
-family, else the session's local address when it is of the route's family.
+Our next hop towards a peer is its ``next_hop`` for the family, else the
+session's local address when it is of that family; a family with neither is
+not announced to that peer.  ``import`` and ``export`` are ``"all"`` (the
+default), ``"none"``, null (no policy: with ``require_ebgp_policy`` RFC 8212
+then refuses eBGP routes) or a list of rules (``parse_policy``).
 """
 
 from __future__ import annotations
@@ -46,62 +54,41 @@ from typing import IO, Any
 from .fsm import (
     EndOfRib,
     Established,
+    Negotiated,
     RouteRefreshRequested,
     RoutesReceived,
-    SessionConfig,
     SessionDown,
     SessionEvent,
     StateChanged,
     UpdateErrorHandled,
 )
-from .fsm.driver import Endpoint, SessionDriver
 from .messages import (
     IPV4_UNICAST,
     IPV6_UNICAST,
     Action,
-    AsPath,
     Family,
-    MpReach,
     Origin,
     PathAttributes,
-    Prefix,
-    Update,
-    encode_message,
-    prefix_from_text,
     prefix_to_text,
 )
 from .messages.aspath import EMPTY_PATH
-from .rib import AdjRibIn, GracefulRestartHelper, InitialConvergence, RouteChange
+from .rib import (
+    AdjRibIn,
+    ExportTarget,
+    GracefulRestartHelper,
+    ImportRules,
+    InitialConvergence,
+    RouteChange,
+    Router,
+    Source,
+)
 from .runtime import tune_gc
 from .speaker import Peer, Speaker, canonical_address
+from .standalone_config import ConfigError, PeerSpec, parse_config
 
 log = logging.getLogger(__name__)
 
-FAMILIES = {str(f): f for f in (IPV4_UNICAST, IPV6_UNICAST)}
-#: Prefixes per UPDATE: far below 4096 octets for either family.
-CHUNK = {IPV4_UNICAST: 600, IPV6_UNICAST: 200}
-
-
-#: End-of-RIB markers do not depend on what was negotiated (RFC 4724 §2).
-_END_OF_RIB = {f: encode_message(Update.end_of_rib(f)) for f in (IPV4_UNICAST, IPV6_UNICAST)}
-
-
-class ConfigError(ValueError):
-    """A bad configuration file: names the field and the reason."""
-
-
-@dataclass(frozen=True, slots=True)
-class StaticRoute:
-    family: Family
-    prefix: Prefix
-    next_hop: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class PeerSpec:
-    endpoint: Endpoint
-    config: SessionConfig
-    next_hops: dict[Family, bytes] = field(default_factory=dict)
+__all__ = ["ConfigError", "StandaloneSpeaker", "main"]
 
 
 @dataclass
@@ -111,105 +98,15 @@ class PeerState:
     spec: PeerSpec
     rib: AdjRibIn = field(default_factory=AdjRibIn)
     helper: GracefulRestartHelper = field(init=False)
-    announced: bool = False
     timer: asyncio.TimerHandle | None = None
 
     def __post_init__(self) -> None:
         self.helper = GracefulRestartHelper(self.rib)
 
 
-def _address_bytes(text: str, where: str) -> bytes:
-    try:
-        return ipaddress.ip_address(text).packed
-    except ValueError as e:
-        raise ConfigError(f"{where}: {e}") from None
-
-
-def _family(name: str, where: str) -> Family:
-    if name not in FAMILIES:
-        raise ConfigError(f"{where}: unknown family {name!r} (one of {sorted(FAMILIES)})")
-    return FAMILIES[name]
-
-
-def parse_config(
-    doc: dict[str, Any],
-) -> tuple[list[tuple[str, int]], list[PeerSpec], list[StaticRoute], dict[str, Any]]:
-    """Check the file and build the parts; a fault names its field."""
-    try:
-        local_as = int(doc["local_as"])
-        router_id = int(ipaddress.IPv4Address(doc["router_id"]))
-    except (KeyError, ValueError, TypeError) as e:
-        raise ConfigError(f"local_as/router_id: {e}") from None
-    listen = [(str(h), int(p)) for h, p in doc.get("listen", [["0.0.0.0", 179], ["::", 179]])]
-    restarting = bool(doc.get("restarting", False))
-    peers: list[PeerSpec] = []
-    for i, p in enumerate(doc.get("peers", [])):
-        where = f"peers[{i}]"
-        try:
-            address = str(ipaddress.ip_address(p["address"]))
-            families = tuple(
-                _family(f, f"{where}.families") for f in p.get("families", ["ipv4-unicast"])
-            )
-            wait = p.get("error_wait", [5, 30])
-            config = SessionConfig(
-                local_as=local_as,
-                peer_as=int(p["as"]) if p.get("as") is not None else None,
-                local_id=router_id,
-                hold_time=int(p.get("hold_time", 240)),
-                keepalive_time=p.get("keepalive_time"),
-                connect_delay=float(p.get("connect_delay", 2)),
-                connect_retry_time=float(p.get("connect_retry", 5)),
-                error_wait_min=float(wait[0]),
-                error_wait_max=float(wait[1]),
-                passive=bool(p.get("passive", False)),
-                families=families,
-                graceful_restart=bool(p.get("graceful_restart", True)),
-                restart_time=int(p.get("restart_time", 120)),
-                restarting=restarting,
-                send_hold_time=p.get("send_hold_time"),
-            )
-            endpoint = Endpoint(
-                peer_address=address,
-                peer_port=int(p.get("port", 179)),
-                local_address=p.get("local_address"),
-                password=p.get("password"),
-                ttl_security=p.get("ttl_security"),
-                multihop=p.get("multihop"),
-            )
-            next_hops = {
-                _family(f, f"{where}.next_hop"): _address_bytes(a, f"{where}.next_hop.{f}")
-                for f, a in p.get("next_hop", {}).items()
-            }
-        except KeyError as e:
-            raise ConfigError(f"{where}: missing {e.args[0]}") from None
-        except (ValueError, TypeError) as e:
-            if isinstance(e, ConfigError):
-                raise
-            raise ConfigError(f"{where}: {e}") from None
-        peers.append(PeerSpec(endpoint, config, next_hops))
-    routes: list[StaticRoute] = []
-    for i, r in enumerate(doc.get("routes", [])):
-        where = f"routes[{i}]"
-        try:
-            afi, prefix = prefix_from_text(r["prefix"])
-        except (KeyError, ValueError) as e:
-            raise ConfigError(f"{where}.prefix: {e}") from None
-        family = IPV4_UNICAST if afi == IPV4_UNICAST.afi else IPV6_UNICAST
-        nh = r.get("next_hop")
-        routes.append(StaticRoute(family, prefix, _address_bytes(nh, where) if nh else None))
-    options = {
-        "restarting": restarting,
-        "deferral_time": float(doc.get("deferral_time", 60)),
-        "log_routes": bool(doc.get("log_routes", True)),
-        # Off by default, as BIRD's "debug { states }": established and down
-        # lines say what operators need; every transition is for debugging.
-        "log_states": bool(doc.get("log_states", False)),
-    }
-    return listen, peers, routes, options
-
-
 class StandaloneSpeaker:
-    """Sessions, Adj-RIBs-In with graceful restart, and static announcements."""
+    """Sessions, the RIB (with graceful restart and route reflection), and
+    static announcements."""
 
     def __init__(
         self,
@@ -217,35 +114,38 @@ class StandaloneSpeaker:
         out: IO[str] | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
-        self.listen, self.specs, self.routes, self.options = parse_config(doc)
+        self.config = parse_config(doc)
         self.out = out
         self.on_event = on_event
-        self.speaker = Speaker(self.listen, self._session_event)
-        self._by_family: dict[Family, list[StaticRoute]] = {}
-        for route in self.routes:
-            self._by_family.setdefault(route.family, []).append(route)
+        self.speaker = Speaker(self.config.listen, self._session_event)
+        self.router = Router(self.config.local_as, self.config.router_id, self.config.decision)
         self._flush_pending = False
+        self._pump_pending = False
         self.peers: dict[str, PeerState] = {}
+        #: Peers whose output waits for our selection deferral (RFC 4724 §4.1).
+        self._held: set[str] = set()
         self.convergence: InitialConvergence | None = None
         self._convergence_timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        config = self.config
         await self.speaker.start()
-        if self.options["restarting"]:
+        if config.restarting:
             self.convergence = InitialConvergence(
-                [s.endpoint.peer_address for s in self.specs],
-                loop.time(),
-                self.options["deferral_time"],
+                [s.endpoint.peer_address for s in config.peers], loop.time(), config.deferral_time
             )
             if self.convergence.deadline is not None:
                 self._convergence_timer = loop.call_at(
                     self.convergence.deadline, self._convergence_tick
                 )
-        for spec in self.specs:
+        attributes = PathAttributes(origin=Origin.IGP, as_path=EMPTY_PATH)
+        for route in config.routes:
+            self.router.originate(route.family, route.prefix, attributes, route.next_hop or b"")
+        for spec in config.peers:
             self.peers[spec.endpoint.peer_address] = PeerState(spec)
             self.speaker.add_peer(spec.endpoint, spec.config)
-        self._emit("started", ports=self.speaker.ports, restarting=self.options["restarting"])
+        self._emit("started", ports=self.speaker.ports, restarting=config.restarting)
 
     async def close(self) -> None:
         for state in self.peers.values():
@@ -275,16 +175,43 @@ class StandaloneSpeaker:
             self.out.flush()
 
     def _changes(self, peer: str, changes: list[RouteChange]) -> None:
-        if not self.options["log_routes"]:
-            return
-        for c in changes:
-            text = prefix_to_text(c.key[0], c.family.afi)
-            if c.route is None:
-                self._emit("withdraw", peer=peer, family=str(c.family), prefix=text)
-            else:
-                nh = c.route.next_hop
-                hop = str(ipaddress.ip_address(nh[:16] if len(nh) == 32 else nh))
-                self._emit("route", peer=peer, family=str(c.family), prefix=text, next_hop=hop)
+        """Log Adj-RIB-In changes and run them through the RIB."""
+        if self.config.log_routes:
+            for c in changes:
+                text = prefix_to_text(c.key[0], c.family.afi)
+                if c.route is None:
+                    self._emit("withdraw", peer=peer, family=str(c.family), prefix=text)
+                else:
+                    nh = c.route.next_hop
+                    hop = str(ipaddress.ip_address(nh[:16] if len(nh) == 32 else nh))
+                    self._emit("route", peer=peer, family=str(c.family), prefix=text, next_hop=hop)
+        if changes:
+            self.router.apply(peer, changes)
+            self._kick()
+
+    def _kick(self) -> None:
+        """Send what the RIB staged at the end of this loop pass, not per UPDATE
+        received: a burst of UPDATEs leaves as one batch per peer."""
+        if not self._pump_pending:
+            self._pump_pending = True
+            asyncio.get_running_loop().call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_pending = False
+        router = self.router
+        if router.busy:
+            # One slice per pass: keepalives and other sessions run in between.
+            router.work(1)
+        for name, data in router.take_output(self._ready).items():
+            peer = self.speaker.peers.get(name)
+            if peer is not None:
+                peer.driver.send(data)
+        if router.busy:
+            self._kick()
+
+    def _ready(self, name: str) -> bool:
+        peer = self.speaker.peers.get(name)
+        return name not in self._held and peer is not None and peer.driver.writable
 
     # -- session events
 
@@ -295,66 +222,124 @@ class StandaloneSpeaker:
             return
         now = peer.driver.loop.time()
         if isinstance(event, StateChanged):
-            if self.options["log_states"]:
+            if self.config.log_states:
                 self._emit("state", peer=address, old=event.old.label, new=event.new.label)
         elif isinstance(event, Established):
-            neg = event.negotiated
-            cap = neg.peer_graceful_restart
-            restarting_peer = cap is not None and cap.restarting
-            self._emit(
-                "established",
-                peer=address,
-                hold_time=neg.hold_time,
-                families=sorted(str(f) for f in neg.families),
-                peer_graceful_restart=cap is not None,
-                peer_restarting=restarting_peer,
-            )
-            state.rib.session_reset()
-            self._changes(address, state.helper.established(neg, now))
-            self._arm(state)
-            state.announced = False
-            if self.convergence is not None:
-                self.convergence.established(address, neg)
-                self._check_convergence()
-            if self.convergence is None or self.convergence.done or restarting_peer:
-                self._announce(peer, state)
+            self._established(peer, state, event.negotiated, now)
         elif isinstance(event, RoutesReceived):
             self._changes(address, state.rib.apply(event.update))
         elif isinstance(event, EndOfRib):
-            self._emit("end-of-rib", peer=address, family=str(event.family))
             self._changes(address, state.helper.end_of_rib(event.family))
+            loc = self.router.loc.tables.get(event.family)
+            self._emit(
+                "end-of-rib",
+                peer=address,
+                family=str(event.family),
+                adj_rib_in=len(state.rib.routes(event.family)),
+                loc_rib=len(loc) if loc is not None else 0,
+            )
             self._arm(state)
             if self.convergence is not None:
                 self.convergence.end_of_rib(address, event.family)
                 self._check_convergence()
         elif isinstance(event, SessionDown):
-            self._emit(
-                "down",
-                peer=address,
-                reason=event.reason,
-                sent=str(event.sent) if event.sent else None,
-                received=str(event.received) if event.received else None,
-                sent_code=[event.sent.code, event.sent.subcode] if event.sent else None,
-                received_code=(
-                    [event.received.code, event.received.subcode] if event.received else None
-                ),
-                graceful=event.graceful,
-            )
-            changes = state.helper.session_down(event)
-            self._changes(address, changes)
-            stale = sum(len(s) for s in state.rib.stale.values())
-            if stale:
-                self._emit("stale", peer=address, routes=stale)
-            self._arm(state)
-            state.announced = False
+            self._down(state, event)
         elif isinstance(event, RouteRefreshRequested):
-            if event.subtype == 0 and peer.driver.session.negotiated is not None:
-                self._send_family(peer, state, event.family)
+            neg = peer.driver.session.negotiated
+            if event.subtype == 0 and neg is not None:
+                self.router.refresh(address, event.family, neg.enhanced_route_refresh)
+                self._kick()
         elif isinstance(event, UpdateErrorHandled):
             err = event.error
             self._emit("update-error", peer=address, action=err.action.name, error=str(err))
             if err.action == Action.AFI_SAFI_DISABLE and err.family is not None:
                 self._changes(address, state.rib.disable(err.family))
+
+    def _established(self, peer: Peer, state: PeerState, neg: Negotiated, now: float) -> None:
+        address = peer.endpoint.peer_address
+        spec = state.spec
+        config = self.config
+        cap = neg.peer_graceful_restart
+        restarting_peer = cap is not None and cap.restarting
+        self._emit(
+            "established",
+            peer=address,
+            hold_time=neg.hold_time,
+            families=sorted(str(f) for f in neg.families),
+            peer_graceful_restart=cap is not None,
+            peer_restarting=restarting_peer,
+        )
+        state.rib.session_reset()
+        self._changes(address, state.helper.established(neg, now))
+        self._arm(state)
+        source = Source.peer(address, config.local_as, neg.peer_as, neg.peer_id, spec.client)
+        rules = ImportRules(
+            local_id=config.router_id,
+            policy=spec.import_policy,
+            allowed_local_as=spec.allowed_local_as,
+            require_ebgp_policy=config.require_ebgp_policy,
+            reflection=config.reflector,
+        )
+        target = ExportTarget(
+            address,
+            config.local_as,
+            neg.peer_as,
+            next_hop_self=self._next_hop_self(peer, spec),
+            next_hop_mode=spec.next_hop_mode,
+            policy=spec.export_policy,
+            require_ebgp_policy=config.require_ebgp_policy,
+            client=spec.client,
+            reflection=config.reflector,
+        )
+        self.router.peer_up(
+            source,
+            rules,
+            target,
+            neg.families,
+            neg.context,
+            four_octet=neg.context.four_octet_as,
+            adj_in=state.rib,
+        )
+        peer.driver.on_writable = self._kick
+        if self.convergence is not None:
+            self.convergence.established(address, neg)
+            # §4.2: a peer restarting too gets our routes at once.
+            if not restarting_peer:
+                self._held.add(address)
+            self._check_convergence()
+        self._kick()
+
+    def _down(self, state: PeerState, event: SessionDown) -> None:
+        address = state.spec.endpoint.peer_address
+        self._emit(
+            "down",
+            peer=address,
+            reason=event.reason,
+            sent=str(event.sent) if event.sent else None,
+            received=str(event.received) if event.received else None,
+            sent_code=[event.sent.code, event.sent.subcode] if event.sent else None,
+            received_code=[event.received.code, event.received.subcode] if event.received else None,
+            graceful=event.graceful,
+        )
+        self._held.discard(address)
+        if not event.was_established:
+            return  # a failed attempt changes nothing, stale routes included
+        if state.helper.retains(event):
+            self._changes(address, state.helper.session_down(event))
+            self.router.peer_suspend(address)
+            stale = sum(len(s) for s in state.rib.stale.values())
+            if stale:
+                self._emit("stale", peer=address, routes=stale)
+        else:
+            if self.config.log_routes:
+                for family, key, _route in state.rib:
+                    text = prefix_to_text(key[0], family.afi)
+                    self._emit("withdraw", peer=address, family=str(family), prefix=text)
+            # The router empties the Adj-RIB-In and withdraws in slices.
+            self.router.peer_down(address)
+            state.helper.session_down(event)
+            self._kick()
+        self._arm(state)
 
     def _arm(self, state: PeerState) -> None:
         """One timer per peer for its graceful-restart deadlines."""
@@ -390,80 +375,23 @@ class StandaloneSpeaker:
             self._convergence_timer.cancel()
             self._convergence_timer = None
         self._emit("converged", timed_out=conv.timed_out, waiting_for=conv.waiting_for())
-        for address, peer in self.speaker.peers.items():
+        for peer in self.speaker.peers.values():
             # The Restart State bit belongs to the OPENs right after our restart only.
             session = peer.driver.session
             session.reconfigure(replace(session.config, restarting=False))
-            state = self.peers.get(address)
-            if state is not None and session.negotiated is not None and not state.announced:
-                self._announce(peer, state)
+        self._held.clear()
+        self._kick()
 
-    # -- announcing
-
-    def _announce(self, peer: Peer, state: PeerState) -> None:
-        neg = peer.driver.session.negotiated
-        if neg is None or state.announced:
-            return
-        state.announced = True
-        out = bytearray()
-        for family in (IPV4_UNICAST, IPV6_UNICAST):
-            if family in neg.families:
-                out += self._encode_family(peer, state, family)
-                out += _END_OF_RIB[family]
-        peer.driver.send(bytes(out))
-
-    def _send_family(self, peer: Peer, state: PeerState, family: Family) -> None:
-        data = self._encode_family(peer, state, family)
-        if data:
-            peer.driver.send(data)
-
-    def _encode_family(self, peer: Peer, state: PeerState, family: Family) -> bytes:
-        """Our static routes of ``family`` as UPDATEs for this peer."""
-        driver = peer.driver
-        neg = driver.session.negotiated
-        routes = self._by_family.get(family)
-        if neg is None or not routes:
-            return b""
-        local = self._local_address(driver)
-        ibgp = neg.peer_as == peer.config.local_as
-        path = EMPTY_PATH if ibgp else AsPath.sequence(peer.config.local_as)
-        by_hop: dict[bytes, list[Prefix]] = {}
-        for route in routes:
-            hop = route.next_hop or state.spec.next_hops.get(family)
-            if hop is None and local is not None and len(local) == (4 if family.afi == 1 else 16):
-                hop = local
-            if hop is None:
-                log.warning(
-                    "peer %s: no %s next hop for %s",
-                    peer.endpoint.peer_address,
-                    family,
-                    prefix_to_text(route.prefix, family.afi),
-                )
-                continue
-            by_hop.setdefault(hop, []).append(route.prefix)
-        out = bytearray()
-        for hop, prefixes in by_hop.items():
-            for i in range(0, len(prefixes), CHUNK[family]):
-                chunk = tuple(prefixes[i : i + CHUNK[family]])
-                base = PathAttributes(
-                    origin=Origin.IGP,
-                    as_path=path,
-                    local_pref=100 if ibgp else None,
-                    next_hop=hop if family == IPV4_UNICAST and len(hop) == 4 else None,
-                )
-                if family == IPV4_UNICAST and len(hop) == 4:
-                    update = Update(attributes=base, nlri=chunk)
-                else:
-                    update = Update(attributes=base, mp_reach=MpReach(family, hop, chunk))
-                out += encode_message(update, neg.context)
-        return bytes(out)
-
-    @staticmethod
-    def _local_address(driver: SessionDriver) -> bytes | None:
-        name = driver.local_address()
-        if name is None:
-            return None
-        return ipaddress.ip_address(canonical_address(name)).packed
+    def _next_hop_self(self, peer: Peer, spec: PeerSpec) -> dict[Family, bytes]:
+        """Our next hop per family on this session: the configured one, else the
+        session's local address for its own family."""
+        hops = dict(spec.next_hops)
+        name = peer.driver.local_address()
+        if name is not None:
+            local = ipaddress.ip_address(canonical_address(name)).packed
+            family = IPV4_UNICAST if len(local) == 4 else IPV6_UNICAST
+            hops.setdefault(family, local)
+        return hops
 
 
 async def _main(path: str) -> int:

@@ -133,6 +133,8 @@ class SessionDriver:
         self._connecting: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
         self._drained.set()
+        #: Called when a full send buffer has drained (the RIB sends what it held).
+        self.on_writable: Callable[[], None] | None = None
 
     # -- what the layers above call
 
@@ -292,6 +294,8 @@ class SessionDriver:
             self._drained.set()
             self.session.transmit_resumed(self.loop.time())
             self.flush()
+            if self.on_writable is not None:
+                self.on_writable()
 
     def _disconnect(self, abort: bool) -> None:
         sock = self.sock

@@ -58,12 +58,19 @@ class GracefulRestartHelper:
         self._deadline = now + self.stale_time if self.rib.stale else None
         return changes
 
+    def retains(self, event: SessionDown) -> bool:
+        """Whether ``session_down(event)`` keeps routes (as stale) at all."""
+        cap = self.peer_capability
+        return (
+            event.was_established and event.graceful and cap is not None and cap.restart_time != 0
+        )
+
     def session_down(self, event: SessionDown) -> list[RouteChange]:
         """Keep the peer's routes as stale, or withdraw them all."""
         cap = self.peer_capability
         if not event.was_established:
             return []
-        if not event.graceful or cap is None or cap.restart_time == 0:
+        if not self.retains(event) or cap is None:
             self._deadline = None
             return self.rib.clear()
         preserved = {f for f, _fwd in cap.families}

@@ -9,6 +9,10 @@
 - ``peer_down`` withdraws what the peer contributed.  Large tables are taken
   apart in slices by ``work(budget)``, so a peer leaving with a million routes
   does not stop the event loop (keepalives, the HTTP API) while it happens.
+- ``peer_suspend`` is the graceful-restart case (RFC 4724 §4.2): the session is
+  gone, nothing more is sent to the peer, but its routes stay candidates until
+  the helper sweeps them (``apply``) or the peer comes back (``peer_up`` again,
+  with the same Adj-RIB-In).
 - ``take_output`` returns, per peer, the packed UPDATEs staged since the last
   call: one pass of the event loop produces one batch per peer, and prefixes
   that changed twice in between are sent once, in their final state.
@@ -20,7 +24,7 @@ Every change of a selection is also reported as a ``BestChange`` (from
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from bgpd.messages import (
@@ -33,7 +37,7 @@ from bgpd.messages import (
     encode_message,
 )
 
-from .adj_in import AdjRibIn, RouteChange
+from .adj_in import AdjRibIn, Route, RouteChange, RouteKey
 from .decision import DecisionOptions
 from .export import Advert, Exporter, ExportTarget
 from .importing import Importer, ImportRules
@@ -60,6 +64,8 @@ class PeerRib:
     eor_due: list[Family] = field(default_factory=list)
     #: Families being re-sent after ROUTE-REFRESH: identical adverts go out again.
     resend: dict[Family, int] = field(default_factory=dict)
+    #: False while suspended: routes kept, nothing exported or sent.
+    up: bool = True
 
 
 class Router:
@@ -85,25 +91,47 @@ class Router:
         context: SessionContext,
         *,
         four_octet: bool = True,
+        adj_in: AdjRibIn | None = None,
     ) -> None:
-        """An Established session: queue the Loc-RIB for it, then End-of-RIB."""
-        if source.name in self.peers:
+        """An Established session: queue the Loc-RIB for it, then End-of-RIB.
+
+        ``adj_in`` lets the caller own the Adj-RIB-In (the graceful-restart helper
+        works on it); a suspended peer keeps the one it had."""
+        old = self.peers.get(source.name)
+        if old is not None and old.up:
             raise ValueError(f"peer {source.name} is already up")
+        if old is not None:
+            adj_in = old.adj_in
         peer = PeerRib(
             source.name,
             Importer(source, rules, four_octet),
             Exporter(target),
             context,
             families,
+            adj_in if adj_in is not None else AdjRibIn(),
         )
         self.peers[source.name] = peer
         self._jobs.append(self._dump(peer))
 
     def peer_down(self, name: str) -> None:
-        """The session ended: its routes leave the Loc-RIB (in slices, by ``work``)."""
+        """The session ended: its routes leave the Loc-RIB (in slices, by ``work``).
+        The Adj-RIB-In is emptied at once, so a new session can fill it meanwhile."""
         peer = self.peers.pop(name, None)
+        if peer is None:
+            return
+        rib = peer.adj_in
+        tables, rib.tables, rib.stale = rib.tables, {}, {}
+        self._jobs.append(self._remove(name, rib, tables))
+
+    def peer_suspend(self, name: str) -> None:
+        """The session ended gracefully: keep the routes, send nothing more."""
+        peer = self.peers.get(name)
         if peer is not None:
-            self._jobs.append(self._remove(peer))
+            peer.up = False
+            peer.adj_out = {}
+            peer.pending = {}
+            peer.eor_due = []
+            peer.resend = {}
 
     @property
     def busy(self) -> bool:
@@ -146,8 +174,9 @@ class Router:
             self._export(change)
         return change
 
-    def stale_swept(self, name: str, changes: list[RouteChange]) -> list[BestChange]:
-        """Apply Adj-RIB-In deletions made outside ``receive`` (graceful restart)."""
+    def apply(self, name: str, changes: list[RouteChange]) -> list[BestChange]:
+        """Changes the caller made to the peer's Adj-RIB-In itself: routes it
+        applied from an UPDATE, or stale routes swept (graceful restart)."""
         peer = self.peers.get(name)
         if peer is None:
             return []
@@ -157,7 +186,7 @@ class Router:
         """The peer asked for ``family`` again (RFC 2918 §4): everything it was sent
         is re-sent; with enhanced route refresh between BoRR and EoRR (RFC 7313 §4)."""
         peer = self.peers.get(name)
-        if peer is None or family not in peer.families:
+        if peer is None or not peer.up or family not in peer.families:
             return
         staged = peer.pending.setdefault(family, {})
         for prefix, advert in peer.adj_out.get(family, {}).items():
@@ -166,12 +195,18 @@ class Router:
 
     # ----------------------------------------------------------------- output
 
-    def take_output(self) -> dict[str, bytes]:
-        """Packed UPDATEs (and due End-of-RIB markers) per peer since the last call."""
+    def take_output(self, ready: Callable[[str], bool] | None = None) -> dict[str, bytes]:
+        """Packed UPDATEs (and due End-of-RIB markers) per peer since the last call.
+
+        Peers for which ``ready`` says False (a full send buffer, output held
+        during our restart's selection deferral) keep their changes staged; a
+        prefix that changes again meanwhile is sent once, in its last state."""
         self.encoder.new_batch()
         out: dict[str, bytes] = {}
         for name, peer in self.peers.items():
             if not peer.pending and not peer.eor_due:
+                continue
+            if ready is not None and not ready(name):
                 continue
             data = bytearray()
             for family, staged in peer.pending.items():
@@ -206,7 +241,7 @@ class Router:
     def _export(self, change: BestChange) -> None:
         family, prefix, best = change.family, change.prefix, change.best
         for peer in self.peers.values():
-            if family not in peer.families:
+            if not peer.up or family not in peer.families:
                 continue
             advert = None if best is None else peer.exporter.advert(family, prefix, best)
             self._stage(peer, family, prefix, advert)
@@ -264,7 +299,7 @@ class Router:
         for family in sorted(peer.families):
             table = self.loc.tables.get(family, {})
             for i, prefix in enumerate(list(table)):
-                if self.peers.get(peer.name) is not peer:
+                if self.peers.get(peer.name) is not peer or not peer.up:
                     return
                 if i and i % SLICE == 0:
                     yield []
@@ -282,13 +317,19 @@ class Router:
             peer.eor_due.append(family)
         yield []
 
-    def _remove(self, peer: PeerRib) -> Iterator[list[BestChange]]:
-        """Withdraw a departed peer's routes from the Loc-RIB, a slice at a time."""
-        loc, name = self.loc, peer.name
-        for family, table in list(peer.adj_in.tables.items()):
+    def _remove(
+        self, name: str, rib: AdjRibIn, tables: dict[Family, dict[RouteKey, Route]]
+    ) -> Iterator[list[BestChange]]:
+        """Withdraw a departed peer's routes from the Loc-RIB, a slice at a time.
+        A key the peer's next session announced meanwhile is its own again."""
+        loc = self.loc
+        for family, table in tables.items():
             batch: list[BestChange] = []
-            for prefix, path_id in table:
-                change = loc.update(family, prefix, (name, path_id), None)
+            for key in table:
+                now = rib.tables.get(family)
+                if now and key in now:
+                    continue
+                change = loc.update(family, key[0], (name, key[1]), None)
                 if change is not None:
                     batch.append(change)
                     self._export(change)
@@ -296,8 +337,6 @@ class Router:
                     yield batch
                     batch = []
             yield batch
-        peer.adj_in.tables.clear()
-        peer.adj_in.stale.clear()
 
 
 _EOR: dict[Family, bytes] = {}
