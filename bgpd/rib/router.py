@@ -121,7 +121,7 @@ class Router:
             return
         rib = peer.adj_in
         tables, rib.tables, rib.stale = rib.tables, {}, {}
-        self._jobs.append(self._remove(name, rib, tables))
+        self._jobs.append(self._remove(name, tables))
 
     def peer_suspend(self, name: str) -> None:
         """The session ended gracefully: keep the routes, send nothing more."""
@@ -318,7 +318,7 @@ class Router:
         yield []
 
     def _remove(
-        self, name: str, rib: AdjRibIn, tables: dict[Family, dict[RouteKey, Route]]
+        self, name: str, tables: dict[Family, dict[RouteKey, Route]]
     ) -> Iterator[list[BestChange]]:
         """Withdraw a departed peer's routes from the Loc-RIB, a slice at a time.
         A key the peer's next session announced meanwhile is its own again."""
@@ -326,8 +326,8 @@ class Router:
         for family, table in tables.items():
             batch: list[BestChange] = []
             for key in table:
-                now = rib.tables.get(family)
-                if now and key in now:
+                live = self.peers.get(name)
+                if live is not None and key in live.adj_in.tables.get(family, ()):
                     continue
                 change = loc.update(family, key[0], (name, key[1]), None)
                 if change is not None:

@@ -289,3 +289,72 @@ def test_ebgp_ring_cuts_the_loop_and_prefers_the_shorter_path() -> None:
     # AS 65001 never accepted its own route back.
     entry = net.nodes["10.0.0.1"].router.loc.entry(IPV4_UNICAST, p)
     assert entry is not None and set(entry.paths) == {("local", 0)}
+
+
+def _learn(r: Router, name: str, count: int, asn: int = 7) -> None:
+    attrs = PathAttributes(origin=0, as_path=AsPath.sequence(asn), next_hop=bytes([10, 0, 0, 2]))
+    r.receive(name, Update(attributes=attrs, nlri=tuple(v4(i) for i in range(count))))
+
+
+def test_a_suspended_peer_keeps_its_routes_and_is_sent_nothing() -> None:
+    r = Router(US, 1)
+    up(r, "10.0.0.2", 7)
+    up(r, "10.0.0.3", 8)
+    _learn(r, "10.0.0.2", 10)
+    r.take_output()
+    rib = r.peers["10.0.0.2"].adj_in
+    r.peer_suspend("10.0.0.2")  # graceful restart: the routes stay candidates
+    assert len(r.loc) == 10 and not r.busy
+    r.originate(IPV4_UNICAST, v4(500), ATTRS)
+    out = r.take_output()
+    assert "10.0.0.2" not in out and "10.0.0.3" in out
+    # The helper sweeps two stale routes while the peer is away.
+    rib.mark_stale([IPV4_UNICAST])
+    for i in range(2, 10):
+        rib.stale[IPV4_UNICAST].discard((v4(i), 0))
+    swept = rib.sweep_stale()
+    assert len(swept) == 2
+    assert len(r.apply("10.0.0.2", swept)) == 2
+    assert len(r.loc) == 9  # 8 kept and our own
+    # The peer comes back: same Adj-RIB-In, and the whole table is sent again.
+    up(r, "10.0.0.2", 7)
+    assert r.peers["10.0.0.2"].adj_in is rib
+    msgs = decode_all(r.take_output()["10.0.0.2"])
+    sent = {p for m in msgs for p in getattr(m, "nlri", ())}
+    assert v4(500) in sent and msgs[-1] == Update.end_of_rib()
+
+
+def test_a_quick_reconnect_keeps_what_the_new_session_announced(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(router_module, "SLICE", 10)
+    r = Router(US, 1)
+    up(r, "10.0.0.2", 7)
+    _learn(r, "10.0.0.2", 100)
+    r.peer_down("10.0.0.2")  # removal queued, not yet run
+    r.work(1)
+    up_now = Source.peer("10.0.0.2", US, 7, 2)
+    r.peer_up(
+        up_now,
+        ImportRules(policy=ACCEPT_ALL),
+        ExportTarget("10.0.0.2", US, 7, {IPV4_UNICAST: bytes([10, 0, 0, 1])}, policy=ACCEPT_ALL),
+        frozenset({IPV4_UNICAST}),
+        CTX,
+    )
+    _learn(r, "10.0.0.2", 50)  # the new session announces the first 50 again
+    while r.busy:
+        r.work(1)
+    assert len(r.loc) == 50
+    assert all(r.loc.best(IPV4_UNICAST, v4(i)) is not None for i in range(50))
+    assert len(r.peers["10.0.0.2"].adj_in) == 50
+
+
+def test_output_waits_for_a_peer_that_is_not_ready_and_coalesces() -> None:
+    r = Router(US, 1)
+    up(r, "10.0.0.2", 7)
+    r.take_output()
+    r.originate(IPV4_UNICAST, v4(1), ATTRS)
+    r.originate(IPV4_UNICAST, v4(2), ATTRS)
+    assert r.take_output(lambda name: False) == {}
+    r.withdraw(IPV4_UNICAST, v4(2))  # changed again while held: never sent at all
+    msgs = decode_all(r.take_output(lambda name: True)["10.0.0.2"])
+    assert [p for m in msgs for p in m.nlri] == [v4(1)]  # type: ignore[attr-defined]
+    assert not any(m.withdrawn for m in msgs)  # type: ignore[attr-defined]
