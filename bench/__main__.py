@@ -7,7 +7,7 @@ import sys
 
 from .report import Row, emit
 
-BENCHMARKS = ["codec", "sessions"]
+BENCHMARKS = ["codec", "sessions", "rib"]
 
 
 def main(argv: list[str]) -> int:
