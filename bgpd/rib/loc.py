@@ -4,6 +4,12 @@ Each entry keeps its candidates in a dict keyed by ``(source, path id)`` and
 remembers the selection; a change to the candidates re-runs the decision process
 for that prefix alone and reports a ``BestChange`` only when the selection (best
 path or ECMP set) actually moved, which is what export and the kernel act on.
+
+Nearly every prefix of a full table has one candidate, with path id 0, and it
+is selected.  Such a prefix stores the ``Path`` itself in the table instead of
+an ``Entry`` (with its dict and tuples): about 450 octets less per prefix, and
+no decision process to run.  It becomes an ``Entry`` when a second candidate
+arrives and goes back when one is left.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ class LocRib:
 
     def __init__(self, options: DecisionOptions | None = None) -> None:
         self.options = options or DecisionOptions()
-        self.tables: dict[Family, dict[Prefix, Entry]] = {}
+        #: An ``Entry``, or the ``Path`` alone for a one-path prefix.
+        self.tables: dict[Family, dict[Prefix, Entry | Path]] = {}
 
     def __len__(self) -> int:
         return sum(len(t) for t in self.tables.values())
@@ -45,11 +52,28 @@ class LocRib:
         table = self.tables.get(family)
         if table is None:
             table = self.tables[family] = {}
-        entry = table.get(prefix)
-        if entry is None:
+        found = table.get(prefix)
+        if found is None:
             if path is None:
                 return None
+            if key[1] == 0 and key[0] == path.source.name and usable(path, self.options):
+                table[prefix] = path
+                return BestChange(family, prefix, path, (path,))
             entry = table[prefix] = Entry()
+        elif isinstance(found, Path):
+            only = found
+            if key[1] == 0 and key[0] == only.source.name:  # the same candidate
+                if path is None:
+                    del table[prefix]
+                    return BestChange(family, prefix, None, ())
+                if path.source.name == key[0] and usable(path, self.options):
+                    table[prefix] = path
+                    return None if path is only else BestChange(family, prefix, path, (path,))
+            elif path is None:
+                return None
+            entry = table[prefix] = _expand(only)
+        else:
+            entry = found
         if path is None:
             if entry.paths.pop(key, None) is None:
                 return None
@@ -62,28 +86,39 @@ class LocRib:
         decision options changed)."""
         changes: list[BestChange] = []
         for family, table in self.tables.items():
-            for prefix, entry in list(table.items()):
+            for prefix, found in list(table.items()):
+                entry = _expand(found) if isinstance(found, Path) else found
                 if which(family, prefix, entry):
+                    table[prefix] = entry
                     change = self._reselect(family, prefix, entry, table)
                     if change is not None:
                         changes.append(change)
         return changes
 
     def best(self, family: Family, prefix: Prefix) -> Path | None:
-        entry = self.tables.get(family, {}).get(prefix)
-        return entry.best[1] if entry is not None and entry.best is not None else None
+        found = self.tables.get(family, {}).get(prefix)
+        if found is None or isinstance(found, Path):
+            return found
+        best = found.best
+        return best[1] if best is not None else None
 
     def entry(self, family: Family, prefix: Prefix) -> Entry | None:
-        return self.tables.get(family, {}).get(prefix)
+        """The prefix's candidates and selection (a copy for a one-path prefix)."""
+        found = self.tables.get(family, {}).get(prefix)
+        if found is not None and isinstance(found, Path):
+            return _expand(found)
+        return found
 
     def selected(self, family: Family) -> Iterator[tuple[Prefix, Path, tuple[Path, ...]]]:
         """Every prefix with a selection: (prefix, best, ECMP set)."""
-        for prefix, entry in self.tables.get(family, {}).items():
-            if entry.best is not None:
-                yield prefix, entry.best[1], tuple(c[1] for c in entry.multipath)
+        for prefix, found in self.tables.get(family, {}).items():
+            if isinstance(found, Path):
+                yield prefix, found, (found,)
+            elif found.best is not None:
+                yield prefix, found.best[1], tuple(c[1] for c in found.multipath)
 
     def _reselect(
-        self, family: Family, prefix: Prefix, entry: Entry, table: dict[Prefix, Entry]
+        self, family: Family, prefix: Prefix, entry: Entry, table: dict[Prefix, Entry | Path]
     ) -> BestChange | None:
         paths = entry.paths
         best: Candidate | None
@@ -96,6 +131,8 @@ class LocRib:
             best, multipath = select(paths.items(), self.options)
         if not paths:
             del table[prefix]
+        elif best is not None and len(paths) == 1 and best[0] == (best[1].source.name, 0):
+            table[prefix] = best[1]  # back to the compact form
         old_best, old_multi = entry.best, entry.multipath
         entry.best, entry.multipath = best, multipath
         if best is None:
@@ -105,6 +142,16 @@ class LocRib:
         if old_best is not None and old_best[1] is best[1] and _same(old_multi, multipath):
             return None
         return BestChange(family, prefix, best[1], tuple(c[1] for c in multipath))
+
+
+def _expand(only: Path) -> Entry:
+    """The ``Entry`` a compact one-path prefix stands for."""
+    entry = Entry()
+    key = (only.source.name, 0)
+    entry.paths[key] = only
+    entry.best = (key, only)
+    entry.multipath = (entry.best,)
+    return entry
 
 
 def _same(a: tuple[Candidate, ...], b: tuple[Candidate, ...]) -> bool:

@@ -303,15 +303,15 @@ class Router:
                     return
                 if i and i % SLICE == 0:
                     yield []
-                entry = table.get(prefix)
-                if entry is None or entry.best is None:
+                best = self.loc.best(family, prefix)
+                if best is None:
                     continue
                 staged = peer.pending.get(family)
                 if staged is not None and prefix in staged:
                     continue
                 if prefix in peer.adj_out.get(family, {}):
                     continue
-                advert = peer.exporter.advert(family, prefix, entry.best[1])
+                advert = peer.exporter.advert(family, prefix, best)
                 if advert is not None:
                     self._stage(peer, family, prefix, advert)
             peer.eor_due.append(family)
