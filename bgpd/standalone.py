@@ -227,7 +227,11 @@ class StandaloneSpeaker:
         elif isinstance(event, Established):
             self._established(peer, state, event.negotiated, now)
         elif isinstance(event, RoutesReceived):
-            self._changes(address, state.rib.apply(event.update))
+            if self.config.log_routes:
+                self._changes(address, state.rib.apply(event.update))
+            else:  # no line per prefix: the RIB's grouped path
+                self.router.receive(address, event.update)
+                self._kick()
         elif isinstance(event, EndOfRib):
             self._changes(address, state.helper.end_of_rib(event.family))
             loc = self.router.loc.tables.get(event.family)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from bgpd.messages import IPV4_UNICAST, Family, PathAttributes, Prefix, Update
 
@@ -24,8 +25,11 @@ class Route:
     next_hop: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class RouteChange:
+#: Keys of one family that changed in one way: to ``route``, or withdrawn (None).
+ChangeGroup = tuple[Family, list[RouteKey], Route | None]
+
+
+class RouteChange(NamedTuple):
     """A path that appeared, changed (``route`` set) or went away (``route`` None)."""
 
     family: Family
@@ -60,26 +64,31 @@ class AdjRibIn:
 
     def apply(self, update: Update) -> list[RouteChange]:
         """Withdrawals first, then announcements (RFC 4271 §9.1, RFC 4760 §3-4)."""
-        changes: list[RouteChange] = []
+        return [
+            RouteChange(family, key, route)
+            for family, keys, route in self.apply_grouped(update)
+            for key in keys
+        ]
+
+    def apply_grouped(self, update: Update) -> list[ChangeGroup]:
+        """``apply`` without an object per prefix: (family, changed keys, route or
+        None for withdrawn) per part of the UPDATE, in the same order."""
+        groups: list[ChangeGroup] = []
         off = self.disabled
         v4 = IPV4_UNICAST not in off
         if update.withdrawn and v4:
-            self._withdraw(IPV4_UNICAST, update.withdrawn, update.withdrawn_path_ids, changes)
+            self._withdraw(IPV4_UNICAST, update.withdrawn, update.withdrawn_path_ids, groups)
         u = update.mp_unreach
         if u is not None and u.withdrawn and u.family not in off:
-            self._withdraw(u.family, u.withdrawn, u.path_ids, changes)
+            self._withdraw(u.family, u.withdrawn, u.path_ids, groups)
         attrs = update.attributes
         if update.nlri and attrs.next_hop is not None and v4:
             route = Route(attrs, attrs.next_hop)
-            self._announce(IPV4_UNICAST, update.nlri, update.nlri_path_ids, route, changes)
-        if (
-            update.mp_reach is not None
-            and update.mp_reach.nlri
-            and update.mp_reach.family not in off
-        ):
-            r = update.mp_reach
-            self._announce(r.family, r.nlri, r.path_ids, Route(attrs, r.next_hop), changes)
-        return changes
+            self._announce(IPV4_UNICAST, update.nlri, update.nlri_path_ids, route, groups)
+        r = update.mp_reach
+        if r is not None and r.nlri and r.family not in off:
+            self._announce(r.family, r.nlri, r.path_ids, Route(attrs, r.next_hop), groups)
+        return groups
 
     def mark_stale(self, families: Iterable[Family]) -> int:
         """Mark every route of ``families`` stale; returns how many (RFC 4724 §4.2)."""
@@ -124,18 +133,19 @@ class AdjRibIn:
         family: Family,
         prefixes: tuple[Prefix, ...],
         path_ids: tuple[int, ...],
-        changes: list[RouteChange],
+        groups: list[ChangeGroup],
     ) -> None:
         table = self.tables.get(family)
         if not table:
             return
-        stale = self.stale.get(family)
-        ids = path_ids or (0,) * len(prefixes)
-        for key in zip(prefixes, ids, strict=True):
-            if table.pop(key, None) is not None:
-                changes.append(RouteChange(family, key, None))
-                if stale:
-                    stale.discard(key)
+        pop = table.pop
+        keys = zip(prefixes, path_ids, strict=True) if path_ids else ((p, 0) for p in prefixes)
+        gone = [key for key in keys if pop(key, None) is not None]
+        if gone:
+            stale = self.stale.get(family)
+            if stale:
+                stale.difference_update(gone)
+            groups.append((family, gone, None))
 
     def _announce(
         self,
@@ -143,14 +153,22 @@ class AdjRibIn:
         prefixes: tuple[Prefix, ...],
         path_ids: tuple[int, ...],
         route: Route,
-        changes: list[RouteChange],
+        groups: list[ChangeGroup],
     ) -> None:
         table = self.tables.setdefault(family, {})
-        stale = self.stale.get(family)
-        ids = path_ids or (0,) * len(prefixes)
-        for key in zip(prefixes, ids, strict=True):
-            if stale:
-                stale.discard(key)
-            if table.get(key) != route:
+        get = table.get
+        changed: list[RouteKey] = []
+        if path_ids:
+            keys = list(zip(prefixes, path_ids, strict=True))
+        else:
+            keys = [(p, 0) for p in prefixes]
+        for key in keys:
+            old = get(key)
+            if old is None or (old is not route and old != route):
                 table[key] = route
-                changes.append(RouteChange(family, key, route))
+                changed.append(key)
+        stale = self.stale.get(family)
+        if stale:
+            stale.difference_update(keys)
+        if changed:
+            groups.append((family, changed, route))

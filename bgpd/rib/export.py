@@ -85,9 +85,22 @@ class Exporter:
         self.target = target
         self._adverts: dict[tuple[int, bytes], Advert] = {}
         self._keep: list[PathAttributes] = []  # holds ids in _adverts alive
+        # Without prefix rules the advert depends on the path alone, and the
+        # prefixes of one UPDATE share their path: remember the last one.
+        self._uniform = target.policy is None or not target.policy.rules
+        self._last: tuple[Family, Path, Advert | None] | None = None
 
     def advert(self, family: Family, prefix: Prefix, path: Path) -> Advert | None:
         """What to send for ``path`` as the best route to ``prefix``, or None."""
+        last = self._last
+        if last is not None and last[1] is path and last[0] == family:
+            return last[2]
+        advert = self._advert(family, prefix, path)
+        if self._uniform:
+            self._last = (family, path, advert)
+        return advert
+
+    def _advert(self, family: Family, prefix: Prefix, path: Path) -> Advert | None:
         t = self.target
         source = path.source
         if source.name == t.name:

@@ -56,6 +56,9 @@ class Importer:
         self._last_route: Route | None = None
         self._last_path: Path | None = None
         self._interned: dict[PathAttributes, PathAttributes] = {}
+        policy = rules.policy
+        #: The result does not depend on the prefix: no policy, or one without rules.
+        self.uniform = policy is None or not policy.rules
 
     def admit(self, family: Family, prefix: Prefix, route: Route) -> Path | None:
         """The candidate for this route, or None when it is filtered out."""

@@ -81,6 +81,45 @@ class LocRib:
             entry.paths[key] = path
         return self._reselect(family, prefix, entry, table)
 
+    def update_many(
+        self, family: Family, name: str, keys: list[tuple[Prefix, int]], path: Path | None
+    ) -> list[BestChange]:
+        """``update`` for many prefixes given the same path (one UPDATE's worth)
+        by source ``name``: the one-path cases are handled inline."""
+        table = self.tables.get(family)
+        if table is None:
+            table = self.tables[family] = {}
+        compact = path is not None and path.source.name == name and usable(path, self.options)
+        get = table.get
+        # BestChange's own constructor is a Python call; one per prefix of a
+        # full table is worth avoiding.
+        new = tuple.__new__
+        out: list[BestChange] = []
+        for prefix, path_id in keys:
+            found = get(prefix)
+            if path_id == 0:
+                if found is None:
+                    if path is None:
+                        continue
+                    if compact:
+                        table[prefix] = path
+                        out.append(new(BestChange, (family, prefix, path, (path,))))
+                        continue
+                elif found.__class__ is Path and found.source.name == name:
+                    if path is None:
+                        del table[prefix]
+                        out.append(new(BestChange, (family, prefix, None, ())))
+                        continue
+                    if compact:
+                        if found is not path:
+                            table[prefix] = path
+                            out.append(new(BestChange, (family, prefix, path, (path,))))
+                        continue
+            change = self.update(family, prefix, (name, path_id), path)
+            if change is not None:
+                out.append(change)
+        return out
+
     def reselect(self, which: Callable[[Family, Prefix, Entry], bool]) -> list[BestChange]:
         """Run the decision again where ``which`` says (next-hop reachability or the
         decision options changed)."""

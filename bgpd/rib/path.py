@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from bgpd.messages import Family, PathAttributes, Prefix
 
@@ -70,8 +71,7 @@ class Path:
     source: Source
 
 
-@dataclass(frozen=True, slots=True)
-class BestChange:
+class BestChange(NamedTuple):
     """The Loc-RIB's choice for a prefix changed: ``best`` None means unreachable.
     ``multipath`` holds the ECMP set (best first) when multipath is on, else
     just ``(best,)``."""

@@ -154,9 +154,26 @@ class Router:
     # ----------------------------------------------------------------- routes
 
     def receive(self, name: str, update: Update) -> list[BestChange]:
-        """An UPDATE from ``name`` (RFC 4271 §9): the selections it changed."""
+        """An UPDATE from ``name`` (RFC 4271 §9): the selections it changed.
+
+        Every prefix of an UPDATE shares one attribute set, so when import policy
+        does not look at the prefix the candidate is made once and the Loc-RIB
+        takes the whole group in one call."""
         peer = self.peers[name]
-        return self._apply(peer, peer.adj_in.apply(update))
+        importer, loc = peer.importer, self.loc
+        best: list[BestChange] = []
+        for family, keys, route in peer.adj_in.apply_grouped(update):
+            if route is not None and not importer.uniform:
+                for prefix, path_id in keys:
+                    path = importer.admit(family, prefix, route)
+                    change = loc.update(family, prefix, (name, path_id), path)
+                    if change is not None:
+                        best.append(change)
+                continue
+            path = None if route is None else importer.admit(family, keys[0][0], route)
+            best += loc.update_many(family, name, keys, path)
+        self._export_all(best)
+        return best
 
     def originate(
         self, family: Family, prefix: Prefix, attributes: PathAttributes, next_hop: bytes = b""
@@ -235,8 +252,25 @@ class Router:
             change = loc.update(c.family, prefix, (name, path_id), path)
             if change is not None:
                 best.append(change)
-                self._export(change)
+        self._export_all(best)
         return best
+
+    def _export_all(self, changes: list[BestChange]) -> None:
+        """``_export`` for many changes; a peer is skipped at once for the paths
+        it sent itself (never sent back), so a lone peer's table costs nothing."""
+        if not changes:
+            return
+        peers = [p for p in self.peers.values() if p.up]
+        if not peers:
+            return
+        for change in changes:
+            family, prefix, best = change.family, change.prefix, change.best
+            origin = None if best is None else best.source.name
+            for peer in peers:
+                if peer.name == origin or family not in peer.families:
+                    continue
+                advert = None if best is None else peer.exporter.advert(family, prefix, best)
+                self._stage(peer, family, prefix, advert)
 
     def _export(self, change: BestChange) -> None:
         family, prefix, best = change.family, change.prefix, change.best
