@@ -256,8 +256,8 @@ class Router:
         return best
 
     def _export_all(self, changes: list[BestChange]) -> None:
-        """``_export`` for many changes; a peer is skipped at once for the paths
-        it sent itself (never sent back), so a lone peer's table costs nothing."""
+        """``_export`` for many changes; a peer's own paths are settled with two
+        lookups (never sent back), so a lone peer's table costs next to nothing."""
         if not changes:
             return
         peers = [p for p in self.peers.values() if p.up]
@@ -267,7 +267,14 @@ class Router:
             family, prefix, best = change.family, change.prefix, change.best
             origin = None if best is None else best.source.name
             for peer in peers:
-                if peer.name == origin or family not in peer.families:
+                if family not in peer.families:
+                    continue
+                if peer.name == origin:
+                    # Never sent back; but what it was sent before must go.
+                    sent = peer.adj_out.get(family)
+                    staged = peer.pending.get(family)
+                    if (sent and prefix in sent) or (staged and prefix in staged):
+                        self._stage(peer, family, prefix, None)
                     continue
                 advert = None if best is None else peer.exporter.advert(family, prefix, best)
                 self._stage(peer, family, prefix, advert)

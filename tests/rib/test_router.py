@@ -358,3 +358,20 @@ def test_output_waits_for_a_peer_that_is_not_ready_and_coalesces() -> None:
     msgs = decode_all(r.take_output(lambda name: True)["10.0.0.2"])
     assert [p for m in msgs for p in m.nlri] == [v4(1)]  # type: ignore[attr-defined]
     assert not any(m.withdrawn for m in msgs)  # type: ignore[attr-defined]
+
+
+def test_a_peer_whose_own_path_becomes_best_is_sent_a_withdrawal() -> None:
+    r = Router(US, 1)
+    up(r, "10.0.0.2", 7)
+    up(r, "10.0.0.3", 8)
+    _learn(r, "10.0.0.3", 1, asn=8)  # B's path, sent to A
+    msgs = decode_all(r.take_output()["10.0.0.2"])
+    assert [p for m in msgs for p in m.nlri] == [v4(0)]  # type: ignore[attr-defined]
+    # A announces a shorter path: it wins, and A must no longer hold ours.
+    attrs = PathAttributes(origin=0, as_path=AsPath.sequence(7), next_hop=bytes([10, 0, 0, 2]))
+    r.receive("10.0.0.2", Update(attributes=attrs, nlri=(v4(0),)))
+    assert r.loc.best(IPV4_UNICAST, v4(0)).source.name == "10.0.0.2"  # type: ignore[union-attr]
+    out = r.take_output()
+    msgs = decode_all(out["10.0.0.2"])
+    assert [p for m in msgs for p in m.withdrawn] == [v4(0)]  # type: ignore[attr-defined]
+    assert "10.0.0.3" in out  # and B is told A's path
