@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from bench.loadgen import KEEPALIVE
 from bgpd.messages import (
     IPV4_UNICAST,
     FourOctetAs,
@@ -41,9 +42,6 @@ from bgpd.messages import (
     SessionContext,
     encode_message,
 )
-
-MARKER = b"\xff" * 16
-KEEPALIVE = MARKER + struct.pack(">HB", 19, 4)
 
 
 def emit(**record: object) -> None:

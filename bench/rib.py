@@ -331,13 +331,14 @@ def speaker_process(
     sp: Speaker, ns: str, peers: list[dict[str, Any]], reflector: bool
 ) -> Iterator[subprocess.Popen[str]]:
     argv = sp.argv(peers, reflector)
-    out = open(sp.events, "w") if isinstance(sp, Ours) else subprocess.DEVNULL  # noqa: SIM115
-    err = open(sp.tmp / "stderr", "w")  # noqa: SIM115
-    with process(ns, argv, out, err) as proc:
-        if isinstance(sp, Gobgp):
-            sp.ns = ns
-        sp.wait_ready(proc)
-        yield proc
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(open(sp.events, "w")) if isinstance(sp, Ours) else None
+        err = files.enter_context(open(sp.tmp / "stderr", "w"))
+        with process(ns, argv, out or subprocess.DEVNULL, err) as proc:
+            if isinstance(sp, Gobgp):
+                sp.ns = ns
+            sp.wait_ready(proc)
+            yield proc
 
 
 def ingest_and_churn(sp: Speaker, s_ns: str, c_ns: str, figures: Figures) -> None:

@@ -182,13 +182,13 @@ class Router:
         path = Path(attributes, next_hop, self.local_source)
         change = self.loc.update(family, prefix, (LOCAL, 0), path)
         if change is not None:
-            self._export(change)
+            self._export_all([change])
         return change
 
     def withdraw(self, family: Family, prefix: Prefix) -> BestChange | None:
         change = self.loc.update(family, prefix, (LOCAL, 0), None)
         if change is not None:
-            self._export(change)
+            self._export_all([change])
         return change
 
     def apply(self, name: str, changes: list[RouteChange]) -> list[BestChange]:
@@ -279,14 +279,6 @@ class Router:
                 advert = None if best is None else peer.exporter.advert(family, prefix, best)
                 self._stage(peer, family, prefix, advert)
 
-    def _export(self, change: BestChange) -> None:
-        family, prefix, best = change.family, change.prefix, change.best
-        for peer in self.peers.values():
-            if not peer.up or family not in peer.families:
-                continue
-            advert = None if best is None else peer.exporter.advert(family, prefix, best)
-            self._stage(peer, family, prefix, advert)
-
     @staticmethod
     def _stage(peer: PeerRib, family: Family, prefix: Prefix, advert: Advert | None) -> None:
         sent = peer.adj_out.get(family)
@@ -335,7 +327,7 @@ class Router:
 
     def _dump(self, peer: PeerRib) -> Iterator[list[BestChange]]:
         """Queue the current selections for a new peer, a slice at a time.  A prefix
-        that changed meanwhile was already staged by ``_export`` with its newer
+        that changed meanwhile was already staged by ``_export_all`` with its newer
         state, and is left alone."""
         for family in sorted(peer.families):
             table = self.loc.tables.get(family, {})
@@ -366,17 +358,20 @@ class Router:
         loc = self.loc
         for family, table in tables.items():
             batch: list[BestChange] = []
+            # The peer can only come back between slices.
+            live = self.peers.get(name)
             for key in table:
-                live = self.peers.get(name)
                 if live is not None and key in live.adj_in.tables.get(family, ()):
                     continue
                 change = loc.update(family, key[0], (name, key[1]), None)
                 if change is not None:
                     batch.append(change)
-                    self._export(change)
                 if len(batch) >= SLICE:
+                    self._export_all(batch)
                     yield batch
                     batch = []
+                    live = self.peers.get(name)
+            self._export_all(batch)
             yield batch
 
 

@@ -19,7 +19,7 @@ from reflector import cluster_id_value
 from tests.conftest import require_programs
 
 from .conftest import SpeakerFactory
-from .lab import OUR_AS, Bird, Gobgp, Lab, Link, wait_for, wait_thread
+from .lab import OUR_AS, Bird, Gobgp, Lab, Link, gobgp_config, wait_for, wait_thread
 
 pytestmark = pytest.mark.interop
 
@@ -49,31 +49,6 @@ protocol bgp ours {{
   ipv4 {{ import all; export where proto = "s4"; next hop address {link.peer_v4}; }};
 }}
 """
-
-
-def _gobgp_ibgp(link: Link, *, neighbor: str, port: int) -> str:
-    return "\n".join(
-        [
-            "[global.config]",
-            f"  as = {OUR_AS}",
-            f'  router-id = "{link.peer_v4}"',
-            "  port = 179",
-            "[[neighbors]]",
-            "  [neighbors.config]",
-            f'    neighbor-address = "{neighbor}"',
-            f"    peer-as = {OUR_AS}",
-            "  [neighbors.transport.config]",
-            f'    local-address = "{link.peer_v4}"',
-            f"    remote-port = {port}",
-            "  [neighbors.timers.config]",
-            "    connect-retry = 1",
-            "    hold-time = 9",
-            "    keepalive-interval = 3",
-            "  [[neighbors.afi-safis]]",
-            "    [neighbors.afi-safis.config]",
-            '      afi-safi-name = "ipv4-unicast"',
-        ]
-    )
 
 
 def _gobgp_path(gobgp: Gobgp, prefix: str) -> dict[str, Any] | None:
@@ -142,7 +117,7 @@ async def test_our_reflector_with_bird_and_gobgp_clients(lab: Lab, speaker: Spea
         )
     )
     gobgp = Gobgp(lab, l_gobgp.ns)
-    gobgp.start(_gobgp_ibgp(l_gobgp, neighbor=l_gobgp.our_v4, port=ports[1]))
+    gobgp.start(gobgp_config(l_gobgp, peer_as=OUR_AS, our_port=ports[1]))
     gobgp.cli("global", "rib", "-a", "ipv4", "add", r_gobgp, "nexthop", l_gobgp.peer_v4)
 
     await wait_for(lambda: len(rec.of("established")) == 3, 30, "three sessions")
@@ -218,7 +193,7 @@ protocol bgp gobgp from rrclient {{ neighbor {l_gobgp.peer_v4} as {OUR_AS}; }}
 """
     )
     gobgp = Gobgp(lab, l_gobgp.ns)
-    gobgp.start(_gobgp_ibgp(l_gobgp, neighbor=l_gobgp.our_v4, port=179))
+    gobgp.start(gobgp_config(l_gobgp, peer_as=OUR_AS, our_port=179))
     gobgp.cli("global", "rib", "-a", "ipv4", "add", theirs, "nexthop", l_gobgp.peer_v4)
 
     await wait_for(lambda: bool(rec.of("established")), 30, "our session with BIRD")
