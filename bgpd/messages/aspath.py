@@ -91,16 +91,23 @@ class AsPath:
 
     def count(self, asn: int) -> int:
         """How many times ``asn`` occurs anywhere in the path (loop detection, RFC 4271 §9.1.2)."""
-        return sum(seg.asns.count(asn) for seg in self.segments)
+        segments = self.segments
+        if len(segments) == 1:
+            return segments[0].asns.count(asn)
+        return sum(seg.asns.count(asn) for seg in segments)
 
     def prepend(self, asn: int, times: int = 1) -> AsPath:
-        """The path with ``asn`` prepended to its leading sequence (RFC 4271 §5.1.2)."""
-        segs = list(self.segments)
+        """The path with ``asn`` prepended to its leading sequence (RFC 4271 §5.1.2).
+        Export does this once per UPDATE sent: the unchanged segments are not
+        checked again."""
+        if not 0 <= asn <= 0xFFFFFFFF:
+            raise ValueError(f"AS {asn} does not fit 32 bits")
+        segs = self.segments
         add = (asn,) * times
         if segs and segs[0].type == _SEQUENCE and len(segs[0].asns) + times <= MAX_SEGMENT:
-            segs[0] = AsPathSegment(_SEQUENCE, add + segs[0].asns)
-            return AsPath(tuple(segs))
-        return AsPath(AsPath.sequence(*add).segments + tuple(segs))
+            first = tuple.__new__(AsPathSegment, (_SEQUENCE, add + segs[0].asns))
+            return _new_path((first, *segs[1:]))
+        return AsPath(AsPath.sequence(*add).segments + segs)
 
     def without_confederation(self) -> AsPath:
         """The path with confederation segments removed (RFC 5065 §5.1.2)."""

@@ -24,11 +24,13 @@ kept (RFC 4271 §9).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from .aspath import AsPath
 from .codes import AttrFlag, AttrType, Origin, WellKnownCommunity, as_enum
+from .message import trusted_copier
 
 
 class Aggregator(NamedTuple):
@@ -103,39 +105,22 @@ class PathAttributes:
     wire_flags: bytes | None = field(default=None, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.origin is not None and self.origin not in (0, 1, 2):
-            raise ValueError(f"ORIGIN {self.origin} is not IGP, EGP or INCOMPLETE")
-        if self.next_hop is not None and len(self.next_hop) != 4:
-            raise ValueError("NEXT_HOP is a 4-octet IPv4 address")
-        for name in ("med", "local_pref", "originator_id", "otc"):
-            _u32(name, getattr(self, name))
-        for agg in (self.aggregator, self.as4_aggregator):
-            if agg is not None:
-                _u32("aggregator AS", agg.asn)
-                _u32("aggregator address", agg.address)
-        for name in ("communities", "cluster_list"):
-            values = getattr(self, name)
-            if values is not None:
-                if not values:
-                    raise ValueError(f"{name} must not be empty when present")
-                for v in values:
-                    _u32(name, v)
-        ext = self.extended_communities
-        if ext is not None and (not ext or any(len(c) != 8 for c in ext)):
-            raise ValueError("extended communities are non-empty 8-octet values")
-        if self.large_communities is not None:
-            if not self.large_communities:
-                raise ValueError("large_communities must not be empty when present")
-            for lc in self.large_communities:
-                for v in lc:
-                    _u32("large community part", v)
-        types = [u.type for u in self.unknown]
-        if types != sorted(set(types)) or _KNOWN_TYPES.intersection(types):
-            raise ValueError("unknown attributes must be unrecognised types, ascending, once each")
+        for name, check in _CHECKS.items():
+            check(name, getattr(self, name))
 
     def replace(self, **changes: Any) -> PathAttributes:
-        """A copy with ``changes``; the wire flags no longer describe it, so are dropped."""
-        return replace(self, wire_flags=None, **changes)
+        """A copy with ``changes``; the wire flags no longer describe it, so are dropped.
+
+        Only the changed fields are checked: the rest were checked when this
+        value was made, and export rewrites attributes once per UPDATE sent."""
+        for name, value in changes.items():
+            check = _CHECKS.get(name)
+            if check is not None:
+                check(name, value)
+            elif name not in _UNCHECKED:
+                raise TypeError(f"PathAttributes has no field {name!r}")
+        changes["wire_flags"] = None
+        return _copy_with(self, changes)
 
     @property
     def origin_name(self) -> str:
@@ -181,6 +166,71 @@ class PathAttributes:
 
 def _present(v: object) -> bool:
     return v is not None and v is not False and v != ()
+
+
+def _check_origin(name: str, v: int | None) -> None:
+    if v is not None and v not in (0, 1, 2):
+        raise ValueError(f"ORIGIN {v} is not IGP, EGP or INCOMPLETE")
+
+
+def _check_next_hop(name: str, v: bytes | None) -> None:
+    if v is not None and len(v) != 4:
+        raise ValueError("NEXT_HOP is a 4-octet IPv4 address")
+
+
+def _check_aggregator(name: str, v: Aggregator | None) -> None:
+    if v is not None:
+        _u32("aggregator AS", v.asn)
+        _u32("aggregator address", v.address)
+
+
+def _check_u32_list(name: str, values: tuple[int, ...] | None) -> None:
+    if values is not None:
+        if not values:
+            raise ValueError(f"{name} must not be empty when present")
+        for v in values:
+            _u32(name, v)
+
+
+def _check_extended(name: str, ext: tuple[bytes, ...] | None) -> None:
+    if ext is not None and (not ext or any(len(c) != 8 for c in ext)):
+        raise ValueError("extended communities are non-empty 8-octet values")
+
+
+def _check_large(name: str, values: tuple[LargeCommunity, ...] | None) -> None:
+    if values is not None:
+        if not values:
+            raise ValueError("large_communities must not be empty when present")
+        for lc in values:
+            for v in lc:
+                _u32("large community part", v)
+
+
+def _check_unknown(name: str, unknown: tuple[UnknownAttribute, ...]) -> None:
+    types = [u.type for u in unknown]
+    if types != sorted(set(types)) or _KNOWN_TYPES.intersection(types):
+        raise ValueError("unknown attributes must be unrecognised types, ascending, once each")
+
+
+#: The check of each field that has one; a field's check looks at it alone.
+_CHECKS: dict[str, Callable[[str, Any], None]] = {
+    "origin": _check_origin,
+    "next_hop": _check_next_hop,
+    "med": _u32,
+    "local_pref": _u32,
+    "originator_id": _u32,
+    "otc": _u32,
+    "aggregator": _check_aggregator,
+    "as4_aggregator": _check_aggregator,
+    "communities": _check_u32_list,
+    "cluster_list": _check_u32_list,
+    "extended_communities": _check_extended,
+    "large_communities": _check_large,
+    "unknown": _check_unknown,
+}
+# AsPath values check themselves; a flag needs none.
+_UNCHECKED = frozenset({"as_path", "as4_path", "atomic_aggregate", "wire_flags"})
+_copy_with = trusted_copier(PathAttributes)
 
 
 #: Attribute type -> PathAttributes field name.

@@ -70,3 +70,20 @@ def trusted_builder(cls: type[T]) -> Callable[..., T]:
     exec("\n".join(lines), scope)
     build: Callable[..., T] = scope["build"]
     return build
+
+
+def trusted_copier(cls: type[T]) -> Callable[[T, dict[str, Any]], T]:
+    """``copy(obj, changes)``: ``obj`` with the fields named in ``changes`` replaced,
+    without ``__init__`` or ``__post_init__``.  The caller checks the changed
+    values; the others are the already valid ones of ``obj``."""
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    lines = ["def copy(old, changes):", "    get = changes.get", "    obj = new(cls)"]
+    for name in names:
+        owner = next(k for k in cls.__mro__ if name in vars(k))
+        scope[f"set_{name}"] = vars(owner)[name].__set__
+        lines.append(f"    set_{name}(obj, get({name!r}, old.{name}))")
+    lines.append("    return obj")
+    exec("\n".join(lines), scope)
+    copy: Callable[[T, dict[str, Any]], T] = scope["copy"]
+    return copy

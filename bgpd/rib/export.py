@@ -39,7 +39,11 @@ from .path import Path
 from .policy import Policy
 from .reflection import Reflection
 
-_NO_EXPORT = (WellKnownCommunity.NO_EXPORT, WellKnownCommunity.NO_EXPORT_SUBCONFED)
+# Plain ints: comparing every community with an enum member costs a Python call.
+_NO_ADVERTISE = int(WellKnownCommunity.NO_ADVERTISE)
+_NO_EXPORT = frozenset(
+    {int(WellKnownCommunity.NO_EXPORT), int(WellKnownCommunity.NO_EXPORT_SUBCONFED)}
+)
 _EMPTY_PATH = AsPath()
 
 
@@ -49,13 +53,36 @@ class NextHopMode(enum.Enum):
     KEEP = "Keep"
 
 
-@dataclass(frozen=True, slots=True)
 class Advert:
     """What one peer is told about a prefix.  ``attributes`` carry no NEXT_HOP:
-    the packer puts ``next_hop`` in NEXT_HOP or MP_REACH_NLRI by family."""
+    the packer puts ``next_hop`` in NEXT_HOP or MP_REACH_NLRI by family.
 
-    attributes: PathAttributes
-    next_hop: bytes
+    Immutable by convention.  The hash is computed once: the encoder keys its
+    shared encodings by advert, and hashing the attributes walks every field."""
+
+    __slots__ = ("_hash", "attributes", "next_hop")
+
+    def __init__(self, attributes: PathAttributes, next_hop: bytes) -> None:
+        self.attributes = attributes
+        self.next_hop = next_hop
+        self._hash = hash((attributes, next_hop))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Advert):
+            return NotImplemented
+        return (
+            self._hash == other._hash
+            and self.next_hop == other.next_hop
+            and self.attributes == other.attributes
+        )
+
+    def __repr__(self) -> str:
+        return f"Advert({self.attributes!r}, {self.next_hop!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +135,9 @@ class Exporter:
         attrs = path.attributes
         communities = attrs.communities
         if communities:
-            if WellKnownCommunity.NO_ADVERTISE in communities:
+            if _NO_ADVERTISE in communities:
                 return None
-            if not t.ibgp and any(c in communities for c in _NO_EXPORT):
+            if not t.ibgp and not _NO_EXPORT.isdisjoint(communities):
                 return None
         if t.ibgp and source.ibgp and not source.local and not self._reflects(path):
             return None

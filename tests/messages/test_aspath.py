@@ -112,3 +112,16 @@ def test_text_form() -> None:
         )
     )
     assert str(path) == "(1) 2 3 {4 5} [6]"
+
+
+def test_prepend_extends_the_leading_sequence_or_adds_one() -> None:
+    path = AsPath.sequence(65002, 65003)
+    assert path.prepend(65001, 2) == AsPath.sequence(65001, 65001, 65002, 65003)
+    assert path.prepend(65001).count(65001) == 1
+    full = AsPath.sequence(*range(1, 256))
+    longer = full.prepend(7)
+    assert [len(s.asns) for s in longer.segments] == [1, 255] and longer.length() == 256
+    with_set = AsPath((AsPathSegment(SET, (5, 6)),))
+    assert with_set.prepend(4).segments[0].asns == (4,)
+    with pytest.raises(ValueError):
+        path.prepend(1 << 32)

@@ -190,3 +190,51 @@ def test_identical_attribute_bytes_decode_to_one_shared_object() -> None:
     a = decode_message(encode_message(Update(attributes=attrs, nlri=(b"\x08\x0a",))), ctx)
     b = decode_message(encode_message(Update(attributes=attrs, nlri=(b"\x08\x0b",))), ctx)
     assert a.attributes is b.attributes  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"origin": 3},
+        {"next_hop": b"\x01\x02\x03"},
+        {"med": -1},
+        {"local_pref": 1 << 32},
+        {"communities": ()},
+        {"cluster_list": (1 << 32,)},
+        {"extended_communities": (b"short",)},
+        {"large_communities": ()},
+    ],
+)
+def test_attributes_replace_checks_the_changed_fields(changes: dict[str, object]) -> None:
+    attrs = PathAttributes(origin=0, as_path=AsPath.sequence(65001))
+    with pytest.raises(ValueError):
+        attrs.replace(**changes)
+    with pytest.raises(ValueError):
+        PathAttributes(**{"origin": 0, **changes})  # type: ignore[arg-type]
+
+
+def test_attributes_replace_copies_the_rest_and_drops_wire_flags() -> None:
+    ctx = SessionContext()
+    wire = encode_message(
+        Update(
+            attributes=PathAttributes(
+                origin=1, as_path=AsPath.sequence(65001), med=5, next_hop=bytes([198, 18, 0, 2])
+            ),
+            nlri=(prefix_from_text("10.0.0.0/8")[1],),
+        ),
+        ctx,
+    )
+    decoded = decode_message(wire, ctx).attributes
+    assert decoded.wire_flags is not None
+    changed = decoded.replace(med=7, communities=(65001 << 16 | 1,))
+    assert (changed.med, changed.communities, changed.wire_flags) == (7, (65001 << 16 | 1,), None)
+    assert changed.as_path == decoded.as_path and changed.origin == 1
+    assert changed == PathAttributes(
+        origin=1,
+        as_path=AsPath.sequence(65001),
+        med=7,
+        next_hop=bytes([198, 18, 0, 2]),
+        communities=(65001 << 16 | 1,),
+    )
+    with pytest.raises(TypeError):
+        decoded.replace(colour=1)
