@@ -22,8 +22,9 @@ In order, for each best path and each peer:
      sets ours towards eBGP (Calico's ``keepOriginalNextHop`` is ``KEEP`` for
      eBGP).  A locally originated route without a next hop always gets ours.
 
-The result is an ``Advert``: attributes and next hop, interned per peer-kind so
-that peers receiving the same thing share one object (and one encoding).
+The result is an ``Advert``: attributes and next hop, interned per kind of peer
+(``AdvertCache``) so that peers receiving the same thing share one object (and
+one encoding).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from bgpd.messages import AsPath, Family, PathAttributes, Prefix, WellKnownCommunity
 
 from .decision import DEFAULT_LOCAL_PREF
-from .path import Path
+from .path import Path, Source
 from .policy import Policy
 from .reflection import Reflection
 
@@ -105,16 +106,46 @@ class ExportTarget:
         return self.peer_as == self.local_as
 
 
-class Exporter:
-    """Export for one peer, with its own interning of the attribute sets it sends."""
+class AdvertCache:
+    """Adverts shared by every exporter of one speaker.
 
-    def __init__(self, target: ExportTarget) -> None:
+    What a peer is sent for a path depends on the path's attributes (after
+    export policy), the next hop, where the path came from, and the kind of
+    peer (iBGP or eBGP, our AS, reflection); not on which peer of that kind it
+    is.  Fifty reflector clients therefore cost one rewrite per path, and they
+    share one ``Advert`` object, so the packer and the encoder meet the same
+    object fifty times."""
+
+    LIMIT = 65_536  # a bound, not a cache policy: adverts are rebuilt on demand
+
+    def __init__(self) -> None:
+        # The values keep the keyed attributes and source alive, so ids stay valid.
+        self._map: dict[tuple[object, ...], tuple[Advert, PathAttributes, Source]] = {}
+
+    def get(self, key: tuple[object, ...]) -> Advert | None:
+        found = self._map.get(key)
+        return None if found is None else found[0]
+
+    def put(
+        self, key: tuple[object, ...], advert: Advert, attrs: PathAttributes, source: Source
+    ) -> None:
+        if len(self._map) >= self.LIMIT:
+            self._map.clear()
+        self._map[key] = (advert, attrs, source)
+
+
+class Exporter:
+    """Export for one peer; rewritten attribute sets are shared through ``cache``."""
+
+    def __init__(self, target: ExportTarget, cache: AdvertCache | None = None) -> None:
         self.target = target
-        self._adverts: dict[tuple[int, bytes], Advert] = {}
-        self._keep: list[PathAttributes] = []  # holds ids in _adverts alive
-        # Without prefix rules the advert depends on the path alone, and the
-        # prefixes of one UPDATE share their path: remember the last one.
-        self._uniform = target.policy is None or not target.policy.rules
+        self._cache = cache if cache is not None else AdvertCache()
+        # The part of the target the rewrite depends on (see ``_rewrite``).
+        self._kind = (target.ibgp, target.local_as, id(target.reflection))
+        self._reflection = target.reflection  # keeps the id in _kind valid
+        # Without prefix rules the advert depends on the path alone (``uniform``),
+        # and the prefixes of one UPDATE share their path: remember the last one.
+        self.uniform = target.policy is None or not target.policy.rules
         self._last: tuple[Family, Path, Advert | None] | None = None
 
     def advert(self, family: Family, prefix: Prefix, path: Path) -> Advert | None:
@@ -123,7 +154,7 @@ class Exporter:
         if last is not None and last[1] is path and last[0] == family:
             return last[2]
         advert = self._advert(family, prefix, path)
-        if self._uniform:
+        if self.uniform:
             self._last = (family, path, advert)
         return advert
 
@@ -170,18 +201,13 @@ class Exporter:
         return path.next_hop
 
     def _intern(self, attrs: PathAttributes, hop: bytes, path: Path) -> Advert:
-        key = (id(attrs), hop)
-        found = self._adverts.get(key)
-        if found is not None:
-            return found
-        out = self._rewrite(attrs, path)
-        advert = Advert(out, hop)
-        if len(self._adverts) > 65536:  # a bound, not a cache policy: rebuilt on demand
-            self._adverts.clear()
-            self._keep.clear()
-        self._adverts[key] = advert
-        self._keep.append(attrs)
-        return advert
+        source = path.source
+        key = (id(attrs), hop, id(source), self._kind)
+        found = self._cache.get(key)
+        if found is None:
+            found = Advert(self._rewrite(attrs, path), hop)
+            self._cache.put(key, found, attrs, source)
+        return found
 
     def _rewrite(self, attrs: PathAttributes, path: Path) -> PathAttributes:
         t = self.target

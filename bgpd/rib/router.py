@@ -39,7 +39,7 @@ from bgpd.messages import (
 
 from .adj_in import AdjRibIn, Route, RouteChange, RouteKey
 from .decision import DecisionOptions
-from .export import Advert, Exporter, ExportTarget
+from .export import Advert, AdvertCache, Exporter, ExportTarget
 from .importing import Importer, ImportRules
 from .loc import LocRib
 from .path import LOCAL, BestChange, Path, Source
@@ -78,6 +78,7 @@ class Router:
         self.peers: dict[str, PeerRib] = {}
         self.local_source = Source.origin(local_as, router_id)
         self.encoder = UpdateEncoder()
+        self.adverts = AdvertCache()
         self._jobs: deque[Iterator[list[BestChange]]] = deque()
 
     # ------------------------------------------------------------------ peers
@@ -105,7 +106,7 @@ class Router:
         peer = PeerRib(
             source.name,
             Importer(source, rules, four_octet),
-            Exporter(target),
+            Exporter(target, self.adverts),
             context,
             families,
             adj_in if adj_in is not None else AdjRibIn(),
@@ -256,28 +257,51 @@ class Router:
         return best
 
     def _export_all(self, changes: list[BestChange]) -> None:
-        """``_export`` for many changes; a peer's own paths are settled with two
-        lookups (never sent back), so a lone peer's table costs next to nothing."""
-        if not changes:
-            return
-        peers = [p for p in self.peers.values() if p.up]
-        if not peers:
-            return
+        """Stage ``changes`` for every peer that is up."""
+        if changes:
+            for peer in self.peers.values():
+                if peer.up:
+                    self._export_to(peer, changes)
+
+    @staticmethod
+    def _export_to(peer: PeerRib, changes: list[BestChange]) -> None:
+        """Stage what ``peer`` must be told about ``changes``: per peer, then per
+        change, so one UPDATE's prefixes (which share a path) cost one export
+        decision and a dictionary store each.  A peer is never sent its own
+        paths back (§9.1.3), but what it was sent before they became best must
+        be withdrawn."""
+        name, families = peer.name, peer.families
+        exporter = peer.exporter
+        advert_of, uniform = exporter.advert, exporter.uniform
+        family: Family | None = None
+        wanted = False
+        sent: dict[Prefix, Advert] = {}
+        staged: dict[Prefix, Advert | None] = {}
+        last: Path | None = None
+        last_advert: Advert | None = None
         for change in changes:
-            family, prefix, best = change.family, change.prefix, change.best
-            origin = None if best is None else best.source.name
-            for peer in peers:
-                if family not in peer.families:
-                    continue
-                if peer.name == origin:
-                    # Never sent back; but what it was sent before must go.
-                    sent = peer.adj_out.get(family)
-                    staged = peer.pending.get(family)
-                    if (sent and prefix in sent) or (staged and prefix in staged):
-                        self._stage(peer, family, prefix, None)
-                    continue
-                advert = None if best is None else peer.exporter.advert(family, prefix, best)
-                self._stage(peer, family, prefix, advert)
+            if change[0] != family:
+                family = change[0]
+                wanted = family in families
+                if wanted:
+                    sent = peer.adj_out.get(family) or {}
+                    staged = peer.pending.setdefault(family, {})
+                last = None
+            if not wanted:
+                continue
+            prefix, best = change[1], change[2]
+            if best is None:
+                advert = None
+            elif best is last:
+                advert = last_advert
+            else:
+                own = best.source.name == name
+                advert = None if own else advert_of(family, prefix, best)
+                if uniform:
+                    last, last_advert = best, advert
+            if advert is None and prefix not in sent and prefix not in staged:
+                continue
+            staged[prefix] = advert
 
     @staticmethod
     def _stage(peer: PeerRib, family: Family, prefix: Prefix, advert: Advert | None) -> None:
@@ -298,23 +322,34 @@ class Router:
         force: bool = False,
     ) -> bytes:
         sent = peer.adj_out.setdefault(family, {})
+        get = sent.get
         withdraw: list[Prefix] = []
         groups: dict[int, tuple[Advert, list[Prefix]]] = {}
+        # Staged prefixes come in runs that share an advert (one UPDATE's worth).
+        last: Advert | None = None
+        run: list[Prefix] = []
         for prefix, advert in staged.items():
-            previous = sent.get(prefix)
+            previous = get(prefix)
             if advert is None:
                 if previous is not None:
                     del sent[prefix]
                     withdraw.append(prefix)
                 continue
-            if not force and (previous is advert or previous == advert):
+            unchanged = previous is not None and (previous is advert or previous == advert)
+            if unchanged and not force:
                 continue
             sent[prefix] = advert
+            if advert is last:
+                run.append(prefix)
+                continue
             group = groups.get(id(advert))
             if group is None:
-                groups[id(advert)] = (advert, [prefix])
+                run = []
+                groups[id(advert)] = (advert, run)
             else:
-                group[1].append(prefix)
+                run = group[1]
+            run.append(prefix)
+            last = advert
         out = bytearray()
         ctx = peer.context
         if withdraw:

@@ -14,7 +14,7 @@ from bgpd.messages import (
 )
 from bgpd.messages.attributes import Aggregator
 from bgpd.rib.adj_in import Route
-from bgpd.rib.export import Exporter, ExportTarget, NextHopMode
+from bgpd.rib.export import AdvertCache, Exporter, ExportTarget, NextHopMode
 from bgpd.rib.importing import Importer, ImportRules
 from bgpd.rib.path import Path, Source
 from bgpd.rib.policy import ACCEPT_ALL, Policy, Rule, Verdict
@@ -239,3 +239,29 @@ def test_calico_client_rule() -> None:
     assert not is_client("244.0.0.1", "244.0.0.1", True)  # the redundant pair
     assert not is_client("244.0.0.1", None, False)  # eBGP
     assert not is_client(None, None, True)  # not a reflector
+
+
+def test_peers_of_one_kind_share_one_advert_and_other_kinds_do_not() -> None:
+    cache = AdvertCache()
+    rr = RouteReflector(cluster_id_value("244.0.0.1"))
+    hops = {IPV4_UNICAST: OURS}
+
+    def client(name: str) -> Exporter:
+        return Exporter(
+            ExportTarget(name, US, US, hops, client=True, reflection=rr, policy=ACCEPT_ALL), cache
+        )
+
+    a, b = client("10.0.0.2"), client("10.0.0.3")
+    path = learned(US, client=True, med=5)
+    first = a.advert(IPV4_UNICAST, PFX, path)
+    assert first is not None and first is b.advert(IPV4_UNICAST, PFX, path)
+    assert first.attributes.originator_id == 1 and first.attributes.cluster_list is not None
+    # Another source of the same attributes is reflected with its own ORIGINATOR_ID.
+    other = Path(path.attributes, HOP, Source.peer("10.0.0.9", US, US, 9, True))
+    again = b.advert(IPV4_UNICAST, PFX, other)
+    assert again is not None and again.attributes.originator_id == 9
+    # An eBGP peer is another kind: our AS prepended, nothing of reflection.
+    ebgp = Exporter(ExportTarget("10.0.0.4", US, 7, hops, policy=ACCEPT_ALL), cache)
+    out = ebgp.advert(IPV4_UNICAST, PFX, path)
+    assert out is not None and out is not first
+    assert out.attributes.as_path == AsPath.sequence(US, 7) and out.attributes.cluster_list is None
