@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := bird2 gobgpd iproute2
-CORE := bgpd/messages bgpd/fsm bgpd/rib bgpd/speaker.py bgpd/standalone.py bgpd/standalone_config.py reflector
+CORE := bgpd/messages bgpd/fsm bgpd/rib bgpd/kernel bgpd/speaker.py bgpd/standalone.py bgpd/standalone_config.py reflector
 BENCH ?=
 FUZZ_COUNT ?= 1000000
 
