@@ -7,7 +7,7 @@ import sys
 
 from .report import Row, emit
 
-BENCHMARKS = ["codec", "sessions", "rib"]
+BENCHMARKS = ["codec", "sessions", "rib", "kernel"]
 
 
 def main(argv: list[str]) -> int:

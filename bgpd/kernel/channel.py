@@ -16,9 +16,11 @@ process never changes namespace itself.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
 import socket
+import struct
 from collections.abc import Iterable, Iterator
 
 from pyroute2.netns import create_socket  # type: ignore[import-untyped]
@@ -55,6 +57,36 @@ def open_socket(netns: str | None = None, groups: int = 0) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+# Classic BPF (linux/filter.h): struct sock_filter { __u16 code; __u8 jt; __u8 jf; __u32 k; }
+_BPF_INSN = struct.Struct("=HBBI")
+_BPF_LDH_ABS, _BPF_LDB_ABS, _BPF_JEQ_K, _BPF_RET_K = 0x28, 0x30, 0x15, 0x06
+SO_ATTACH_FILTER = 26
+
+
+def ignore_own_additions(sock: socket.socket, protocol: int) -> None:
+    """Have the kernel drop, before they reach this event socket, the
+    RTM_NEWROUTE events of ``protocol``: the echo of our own writes, one
+    datagram per route, whose receiving alone would cost as much as writing.
+
+    BPF loads are big-endian and netlink headers host-endian, hence the swap."""
+    newroute = int.from_bytes(struct.pack("=H", rtnl.RTM_NEWROUTE), "big")
+    program = b"".join(
+        _BPF_INSN.pack(*insn)
+        for insn in (
+            (_BPF_LDH_ABS, 0, 0, 4),  # nlmsg_type
+            (_BPF_JEQ_K, 0, 3, newroute),
+            (_BPF_LDB_ABS, 0, 0, rtnl.NLMSGHDR.size + 5),  # rtm_protocol
+            (_BPF_JEQ_K, 0, 1, protocol),
+            (_BPF_RET_K, 0, 0, 0),  # drop
+            (_BPF_RET_K, 0, 0, 0xFFFFFFFF),  # keep all of it
+        )
+    )
+    buffer = ctypes.create_string_buffer(program, len(program))
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
+    fprog = struct.pack("@HP", len(program) // _BPF_INSN.size, ctypes.addressof(buffer))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def group_mask(*groups: int) -> int:
@@ -137,9 +169,11 @@ class RouteChannel:
     def _replies(self, seq: int) -> Iterator[tuple[int, int, int, memoryview]]:
         """Messages up to the one that ends request ``seq`` (NLMSG_DONE or
         NLMSG_ERROR with its number), that one included."""
+        buffer = bytearray(1 << 16)  # a dump datagram holds about 32 KiB
         while True:
             try:
-                data = self.sock.recv(1 << 20)
+                n = self.sock.recv_into(buffer)
+                data = bytes(buffer[:n])
             except BlockingIOError:
                 select.select([self.sock], [], [], 1.0)
                 continue

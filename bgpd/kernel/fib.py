@@ -24,17 +24,14 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-from .rtnl import IP6_DEFAULT_METRIC, RT_TABLE_MAIN, RTPROT_BIRD, KernelRoute, NextHop
-
-#: (family, dst, dst_len): a route's identity within one table and metric.
-Dest = tuple[int, bytes, int]
+from .rtnl import IP6_DEFAULT_METRIC, RT_TABLE_MAIN, RTPROT_BIRD, Dest, KernelRoute, NextHop
 
 RETRY_FIRST = 1.0
 RETRY_MAX = 60.0
 
 
 def dest(route: KernelRoute) -> Dest:
-    return (route.family, route.dst, route.dst_len)
+    return route.dest
 
 
 def _hop_matches(want: NextHop, have: NextHop) -> bool:
@@ -110,8 +107,9 @@ class Fib:
         )  # fmt: skip
 
     def want(self, route: KernelRoute) -> None:
-        key = dest(route)
-        if self.wanted.get(key) != route:
+        key = route.dest
+        old = self.wanted.get(key)
+        if old is None or old != route:
             self.wanted[key] = route
             self.refused.pop(key, None)
             self._dirty.add(key)
@@ -147,7 +145,7 @@ class Fib:
         mine = self._mine(route)
         if mine is None:
             return
-        key = dest(route)
+        key = route.dest
         if mine:
             if present:
                 self.installed[key] = route
@@ -169,9 +167,9 @@ class Fib:
             if mine is None:
                 continue
             if mine:
-                installed[dest(route)] = route
+                installed[route.dest] = route
             else:
-                foreign.add(dest(route))
+                foreign.add(route.dest)
         changed = {k for k in self.installed.keys() ^ installed.keys()}
         changed.update(k for k, r in installed.items() if self.installed.get(k) != r)
         changed.update(self.foreign ^ foreign)
@@ -219,7 +217,7 @@ class Fib:
 
     def result(self, op: Op, errno: int, text: str, now: float) -> None:
         """The kernel's answer to ``op`` (errno 0: done)."""
-        key = dest(op.route)
+        key = op.route.dest
         if op.delete:
             if errno in (0, 3):  # done, or ESRCH: already gone
                 self.installed.pop(key, None)

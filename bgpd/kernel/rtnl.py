@@ -16,7 +16,7 @@ from __future__ import annotations
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # struct nlmsghdr { __u32 nlmsg_len; __u16 nlmsg_type; __u16 nlmsg_flags;
 #                   __u32 nlmsg_seq; __u32 nlmsg_pid; };
@@ -101,6 +101,12 @@ class NetlinkError(Exception):
     """A malformed message from the kernel (our parser's view; never expected)."""
 
 
+#: (family, table, dst, dst_len, metric): a route's identity in the kernel.
+RouteKey = tuple[int, int, bytes, int, int]
+#: (family, dst, dst_len): its identity within one table and metric.
+Dest = tuple[int, bytes, int]
+
+
 @dataclass(frozen=True, slots=True)
 class NextHop:
     """One way out: a gateway (4 or 16 octets; empty for a device route), an output
@@ -127,8 +133,11 @@ class KernelRoute:
     table: int = RT_TABLE_MAIN
     protocol: int = RTPROT_BIRD
     metric: int = 0
+    #: (family, dst, dst_len): the route's identity within one table and metric.
+    dest: Dest = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "dest", (self.family, self.dst, self.dst_len))
         if self.family == socket.AF_INET6 and self.metric == 0:
             # The kernel stores an IPv6 route given no metric with 1024.
             object.__setattr__(self, "metric", IP6_DEFAULT_METRIC)
@@ -153,10 +162,6 @@ class KernelRoute:
 
     def __str__(self) -> str:
         return route_text(self)
-
-
-#: (family, table, dst, dst_len, metric): a route's identity in the kernel.
-RouteKey = tuple[int, int, bytes, int, int]
 
 
 def route_text(route: KernelRoute) -> str:
@@ -194,10 +199,13 @@ def _message(kind: int, flags: int, seq: int, body: bytes) -> bytes:
 
 
 def _scope(route: KernelRoute) -> int:
-    """§ ip-route(8): a route without a gateway is on-link (scope link)."""
-    if route.type == RTN_UNICAST and all(not h.gateway for h in route.nexthops):
-        return RT_SCOPE_LINK
-    return RT_SCOPE_UNIVERSE
+    """ip-route(8): a route without a gateway is on-link (scope link)."""
+    if route.type != RTN_UNICAST:
+        return RT_SCOPE_UNIVERSE
+    for hop in route.nexthops:
+        if hop.gateway:
+            return RT_SCOPE_UNIVERSE
+    return RT_SCOPE_LINK
 
 
 def _route_attrs(route: KernelRoute) -> bytes:
@@ -315,6 +323,20 @@ def decode_error(flags: int, body: memoryview) -> tuple[int, int, str]:
             if kind == NLMSGERR_ATTR_MSG:
                 text = bytes(value).rstrip(b"\0").decode(errors="replace")
     return -error, seq, text
+
+
+def route_dest(body: memoryview) -> tuple[int, Dest]:
+    """(table, dest) of a route message, without decoding the rest: enough to
+    tell whether an event concerns a route we want."""
+    family, dst_len, _src, _tos, table = RTMSG.unpack_from(body, 0)[:5]
+    dst = bytes(_ADDRESS_SIZE.get(family, 0))
+    for attr, value in attributes(body, RTMSG.size):
+        if attr == RTA_TABLE:
+            (table,) = U32.unpack_from(value, 0)
+        elif attr == RTA_DST:
+            dst = bytes(value)
+            break  # the kernel puts RTA_TABLE first
+    return table, (family, dst, dst_len)
 
 
 def decode_route(body: memoryview) -> KernelRoute | None:

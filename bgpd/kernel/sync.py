@@ -8,10 +8,11 @@ only when an event says the kernel may have dropped routes without telling
 (an IPv4 interface going down removes its routes silently) or when the event
 socket overflowed.
 
-Events of our own protocol that add a route are not decoded: they are the
-echo of our own requests, a hundred thousand of them for a full table.  So a
-route of ours that someone replaces by hand with the same protocol number is
-not noticed; one they delete is, and comes back.
+Events of our own protocol that add a route never reach us: a socket filter
+drops them in the kernel, as they are the echo of our own requests, a hundred
+thousand of them for a full table.  So a route of ours that someone replaces
+by hand with the same protocol number is not noticed; one they delete is, and
+comes back.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 from . import rtnl
-from .channel import RouteChannel, group_mask, open_socket
-from .fib import Dest, Fib, Op
-from .rtnl import KernelRoute
+from .channel import RouteChannel, group_mask, ignore_own_additions, open_socket
+from .fib import Fib, Op
+from .rtnl import Dest, KernelRoute
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +61,17 @@ class KernelSync:
         self._scheduled: asyncio.Handle | None = None
         self._retry: asyncio.TimerHandle | None = None
         self._links: dict[int, bool] = {}
+        self._buffer = bytearray(1 << 16)
         self.requests = 0
         self.failures = 0
+        self.resyncs = 0
 
     async def start(self) -> None:
         """Open the sockets and read the table (events first, so nothing that
         happens during the dump is missed)."""
         self._loop = asyncio.get_running_loop()
         self._events = open_socket(self.netns, _GROUPS)
+        ignore_own_additions(self._events, self.fib.protocol)
         self._channel = RouteChannel(self.netns)
         self._loop.add_reader(self._events.fileno(), self._on_events)
         self._resync()
@@ -172,6 +176,7 @@ class KernelSync:
 
     def _resync(self) -> None:
         assert self._channel is not None
+        self.resyncs += 1
         self.fib.observe_table(self._channel.dump_routes())
         self._kick()
 
@@ -181,9 +186,13 @@ class KernelSync:
             return
         resync = retry = False
         protocol = self.fib.protocol
+        buffer = self._buffer
         while True:
             try:
-                data = sock.recv(1 << 20)
+                # One event per datagram, a hundred thousand of them when we
+                # write a full table: receive into one buffer, not a new one each.
+                n = sock.recv_into(buffer)
+                data = bytes(buffer[:n])
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -194,8 +203,13 @@ class KernelSync:
             for kind, _flags, _seq, body in rtnl.split(data):
                 if kind in (rtnl.RTM_NEWROUTE, rtnl.RTM_DELROUTE):
                     # rtm_protocol is octet 5 of struct rtmsg.
-                    if kind == rtnl.RTM_NEWROUTE and body[5] == protocol:
-                        continue
+                    if body[5] == protocol:
+                        if kind == rtnl.RTM_NEWROUTE:
+                            continue
+                        # Our route went: it matters only if we still want it.
+                        table, key = rtnl.route_dest(body)
+                        if table != self.fib.table or key not in self.fib.wanted:
+                            continue  # the echo of our own delete, or another table's
                     route = rtnl.decode_route(body)
                     if route is not None:
                         self.fib.observe(route, kind == rtnl.RTM_NEWROUTE)

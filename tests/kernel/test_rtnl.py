@@ -155,3 +155,30 @@ def test_text_reads_like_ip_route() -> None:
     assert str(KernelRoute(V6, bytes(16), 0, rtnl.RTN_BLACKHOLE)) == (
         "blackhole ::/0 proto 12 metric 1024"
     )
+
+
+def test_the_event_filter_drops_only_our_own_additions(netns: Netns) -> None:
+    from bgpd.kernel.channel import group_mask, ignore_own_additions, open_socket
+
+    events = open_socket(netns.name, group_mask(rtnl.RTNLGRP_IPV4_ROUTE))
+    try:
+        ignore_own_additions(events, rtnl.RTPROT_BIRD)
+        netns.ip("route", "add", "10.11.0.0/24", "via", "198.18.5.2", "proto", "bird")
+        netns.ip("route", "add", "10.12.0.0/24", "via", "198.18.5.2", "proto", "static")
+        netns.ip("route", "del", "10.11.0.0/24", "proto", "bird")
+        seen = []
+        while True:
+            try:
+                data = events.recv(65536)
+            except BlockingIOError:
+                break
+            for kind, _flags, _seq, body in rtnl.split(data):
+                route = rtnl.decode_route(body)
+                assert route is not None
+                seen.append((kind, route.protocol, route.dst))
+        assert seen == [
+            (rtnl.RTM_NEWROUTE, rtnl.RTPROT_STATIC, bytes([10, 12, 0, 0])),
+            (rtnl.RTM_DELROUTE, rtnl.RTPROT_BIRD, bytes([10, 11, 0, 0])),
+        ]
+    finally:
+        events.close()
