@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from bgpd.kernel import rtnl
-from bgpd.kernel.channel import RouteChannel
+from bgpd.kernel.channel import RouteChannel, group_mask, ignore_own_additions, open_socket
 from bgpd.kernel.fib import matches
 from bgpd.kernel.rtnl import KernelRoute, NextHop
 
@@ -158,8 +158,6 @@ def test_text_reads_like_ip_route() -> None:
 
 
 def test_the_event_filter_drops_only_our_own_additions(netns: Netns) -> None:
-    from bgpd.kernel.channel import group_mask, ignore_own_additions, open_socket
-
     events = open_socket(netns.name, group_mask(rtnl.RTNLGRP_IPV4_ROUTE))
     try:
         ignore_own_additions(events, rtnl.RTPROT_BIRD)
