@@ -38,7 +38,7 @@ from pathlib import Path
 
 from bgpd.kernel import rtnl
 from bgpd.kernel.channel import RouteChannel, group_mask, open_socket
-from bgpd.kernel.fib import Fib, dest
+from bgpd.kernel.fib import Fib
 from bgpd.kernel.rtnl import NextHop
 from bgpd.kernel.sync import KernelSync
 
@@ -97,7 +97,7 @@ def ours(ns: str) -> tuple[float, float]:
             sync.converge()
             t0 = time.perf_counter()
             for r in routes:
-                sync.unwant(dest(r))
+                sync.unwant(r.dest)
             while not sync.idle:
                 await asyncio.sleep(0)
             remove = time.perf_counter() - t0

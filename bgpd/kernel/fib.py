@@ -30,10 +30,6 @@ RETRY_FIRST = 1.0
 RETRY_MAX = 60.0
 
 
-def dest(route: KernelRoute) -> Dest:
-    return route.dest
-
-
 def _hop_matches(want: NextHop, have: NextHop) -> bool:
     # An interface left to the kernel (0) matches the one it chose.
     return (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 
-from bgpd.kernel.fib import RETRY_FIRST, Fib, dest
+from bgpd.kernel.fib import RETRY_FIRST, Fib
 from bgpd.kernel.rtnl import RTN_BLACKHOLE, RTPROT_STATIC, KernelRoute, NextHop
 
 V4 = socket.AF_INET
@@ -32,9 +32,9 @@ def test_adopts_what_is_still_wanted_and_prunes_only_after_convergence() -> None
     assert fib.plan(0.0) == []  # stale stays until convergence
     fib.converge()
     (gone,) = fib.plan(0.0)
-    assert gone.delete and dest(gone.route) == dest(stale)
+    assert gone.delete and gone.route.dest == stale.dest
     fib.result(gone, 0, "", 0.0)
-    assert dest(stale) not in fib.installed and fib.plan(0.0) == []
+    assert stale.dest not in fib.installed and fib.plan(0.0) == []
 
 
 def test_another_protocols_route_blocks_the_key_until_it_goes() -> None:
@@ -65,7 +65,7 @@ def test_refusals_back_off_and_an_interface_coming_up_retries_at_once() -> None:
     fib.retry_now()
     (op,) = fib.plan(RETRY_FIRST + 0.1)
     fib.result(op, 0, "", RETRY_FIRST + 0.1)
-    assert fib.installed[dest(mine)] == mine and not fib.refused
+    assert fib.installed[mine.dest] == mine and not fib.refused
 
 
 def test_a_route_deleted_behind_our_back_is_planned_again() -> None:
@@ -86,7 +86,7 @@ def test_unwanted_routes_go_once_converged_and_esrch_counts_as_gone() -> None:
     fib.want(hole)
     (op,) = fib.plan(0.0)
     fib.result(op, 0, "", 0.0)
-    fib.unwant(dest(hole))
+    fib.unwant(hole.dest)
     (op,) = fib.plan(0.0)
     assert op.delete
     fib.result(op, 3, "", 0.0)
