@@ -41,6 +41,7 @@ from bgpd.kernel.channel import RouteChannel, group_mask, open_socket
 from bgpd.kernel.fib import Fib
 from bgpd.kernel.rtnl import NextHop
 from bgpd.kernel.sync import KernelSync
+from bgpd.runtime import tune_gc
 
 from .procs import namespace, process
 from .report import Row
@@ -81,6 +82,7 @@ def count_ours(ns: str) -> int:
 
 def ours(ns: str) -> tuple[float, float]:
     async def main() -> tuple[float, float]:
+        tune_gc()  # as every bgpd daemon runs
         fib = Fib()
         sync = KernelSync(fib, ns)
         await sync.start()
