@@ -79,6 +79,7 @@ RTN_UNICAST = 1
 RTN_BLACKHOLE = 6
 RTN_UNREACHABLE = 7
 RTN_PROHIBIT = 8
+_MODELLED_TYPES = frozenset({RTN_UNICAST, RTN_BLACKHOLE, RTN_UNREACHABLE, RTN_PROHIBIT})
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RT_SCOPE_NOWHERE = 255
@@ -346,7 +347,7 @@ def decode_route(body: memoryview) -> KernelRoute | None:
         body, 0
     )
     size = _ADDRESS_SIZE.get(family)
-    if size is None or src_len or tos or kind not in (RTN_UNICAST, RTN_BLACKHOLE, 7, 8):
+    if size is None or src_len or tos or kind not in _MODELLED_TYPES:
         return None
     dst = bytes(size)
     metric = 0

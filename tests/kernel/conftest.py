@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import require_root
+from tests.conftest import require_programs, require_root
 
 _counter = itertools.count(1)
 
@@ -48,6 +48,7 @@ class Netns:
 @pytest.fixture
 def netns() -> Iterator[Netns]:
     require_root()
+    require_programs("ip", package="iproute2")
     name = f"bgpk-{os.getpid()}-{next(_counter)}"
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
     try:
