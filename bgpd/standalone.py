@@ -62,6 +62,11 @@ from .fsm import (
     StateChanged,
     UpdateErrorHandled,
 )
+from .kernel.devices import DeviceError, Devices
+from .kernel.encap import Encapsulation
+from .kernel.export import FibExport
+from .kernel.fib import Fib
+from .kernel.sync import KernelSync
 from .messages import (
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -126,10 +131,27 @@ class StandaloneSpeaker:
         self._held: set[str] = set()
         self.convergence: InitialConvergence | None = None
         self._convergence_timer: asyncio.TimerHandle | None = None
+        # The kernel FIB, when the file has a "kernel" section.
+        self.kernel: KernelSync | None = None
+        self.fib_export: FibExport | None = None
+        self.kernel_convergence: InitialConvergence | None = None
+        self._kernel_timer: asyncio.TimerHandle | None = None
+        kernel = self.config.kernel
+        if kernel is not None:
+            fib = Fib(kernel.table, kernel.protocol, kernel.metric)
+            self.kernel = KernelSync(fib, on_event=self._emit)
+            encap = Encapsulation(
+                kernel.pools, kernel.subnets, table=kernel.table,
+                protocol=kernel.protocol, metric=kernel.metric,
+            )  # fmt: skip
+            self.fib_export = FibExport(self.kernel, encap)
+            self.router.on_best = self.fib_export.changes
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         config = self.config
+        if self.kernel is not None:
+            await self._start_kernel(loop)
         await self.speaker.start()
         if config.restarting:
             self.convergence = InitialConvergence(
@@ -141,6 +163,8 @@ class StandaloneSpeaker:
                 )
         attributes = PathAttributes(origin=Origin.IGP, as_path=EMPTY_PATH)
         for route in config.routes:
+            if route.blackhole and self.fib_export is not None:
+                self.fib_export.own_block(route.family, route.prefix)
             self.router.originate(route.family, route.prefix, attributes, route.next_hop or b"")
         for spec in config.peers:
             self.peers[spec.endpoint.peer_address] = PeerState(spec)
@@ -151,9 +175,82 @@ class StandaloneSpeaker:
         for state in self.peers.values():
             if state.timer is not None:
                 state.timer.cancel()
-        if self._convergence_timer is not None:
-            self._convergence_timer.cancel()
+        for timer in (self._convergence_timer, self._kernel_timer):
+            if timer is not None:
+                timer.cancel()
         await self.speaker.close()
+        if self.kernel is not None:
+            self.kernel.close()  # our routes stay in the kernel
+
+    async def _start_kernel(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Tunnel devices, then the table read; stale routes of ours stay until
+        every peer's End-of-RIB or the deferral timer (CALICO.md §6.1)."""
+        kernel, sync, export = self.config.kernel, self.kernel, self.fib_export
+        assert kernel is not None and sync is not None and export is not None
+        encap = export.encap
+        if kernel.vxlan is not None or kernel.ipip:
+            devices = Devices()
+            try:
+                if kernel.vxlan is not None:
+                    try:
+                        encap.vxlan = devices.ensure_vxlan(kernel.vxlan)
+                        written, removed = devices.sync_vteps(encap.vxlan, kernel.vteps)
+                        self._emit(
+                            "kernel-device",
+                            device="vxlan.calico",
+                            index=encap.vxlan,
+                            vteps=len(kernel.vteps),
+                            written=written,
+                            removed=removed,
+                        )
+                    except DeviceError as e:
+                        self._emit("kernel-device-error", device="vxlan.calico", error=str(e))
+                if kernel.ipip:
+                    try:
+                        encap.tunl0 = devices.ensure_tunl0(kernel.ipip_address)
+                        self._emit("kernel-device", device="tunl0", index=encap.tunl0)
+                    except DeviceError as e:
+                        self._emit("kernel-device-error", device="tunl0", error=str(e))
+            finally:
+                devices.close()
+        encap.set_vteps(kernel.vteps)
+        await sync.start()
+        self.kernel_convergence = InitialConvergence(
+            [s.endpoint.peer_address for s in self.config.peers],
+            loop.time(),
+            self.config.deferral_time,
+        )
+        deadline = self.kernel_convergence.deadline
+        if deadline is not None:
+            self._kernel_timer = loop.call_at(deadline, self._kernel_tick)
+        self._check_kernel_convergence()
+
+    def _kernel_tick(self) -> None:
+        self._kernel_timer = None
+        if self.kernel_convergence is not None:
+            self.kernel_convergence.handle_timer(asyncio.get_running_loop().time())
+            self._check_kernel_convergence()
+
+    def _check_kernel_convergence(self) -> None:
+        conv = self.kernel_convergence
+        if conv is None or not conv.done or self.kernel is None:
+            return
+        self.kernel_convergence = None
+        if self._kernel_timer is not None:
+            self._kernel_timer.cancel()
+            self._kernel_timer = None
+        self.kernel.converge()
+        export = self.fib_export
+        reasons: dict[str, int] = {}
+        for reason in export.unplanned.values() if export is not None else ():
+            reasons[reason] = reasons.get(reason, 0) + 1
+        self._emit(
+            "kernel-converged",
+            timed_out=conv.timed_out,
+            waiting_for=conv.waiting_for(),
+            wanted=len(self.kernel.fib.wanted),
+            unplanned=reasons,
+        )
 
     # -- output
 
@@ -246,6 +343,9 @@ class StandaloneSpeaker:
             if self.convergence is not None:
                 self.convergence.end_of_rib(address, event.family)
                 self._check_convergence()
+            if self.kernel_convergence is not None:
+                self.kernel_convergence.end_of_rib(address, event.family)
+                self._check_kernel_convergence()
         elif isinstance(event, SessionDown):
             self._down(state, event)
         elif isinstance(event, RouteRefreshRequested):
@@ -305,6 +405,9 @@ class StandaloneSpeaker:
             adj_in=state.rib,
         )
         peer.driver.on_writable = self._kick
+        if self.kernel_convergence is not None:
+            self.kernel_convergence.established(address, neg)
+            self._check_kernel_convergence()
         if self.convergence is not None:
             self.convergence.established(address, neg)
             # §4.2: a peer restarting too gets our routes at once.

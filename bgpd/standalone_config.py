@@ -17,6 +17,7 @@ from reflector import RouteReflector, cluster_id_value
 
 from .fsm import SessionConfig
 from .fsm.driver import Endpoint
+from .kernel.encap import Mode, Pool, Vtep, VxlanSpec
 from .messages import IPV4_UNICAST, IPV6_UNICAST, Family, Prefix, prefix_from_text
 from .rib import DecisionOptions, NextHopMode
 from .rib.policy import ACCEPT_ALL, REJECT_ALL, Operator, Policy, PrefixMatch, Rule, Verdict
@@ -35,6 +36,23 @@ class StaticRoute:
     family: Family
     prefix: Prefix
     next_hop: bytes | None
+    #: One of the node's own blocks: also a ``blackhole`` in the kernel.
+    blackhole: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KernelConfig:
+    """The ``kernel`` section: which table the best routes go to, and how."""
+
+    table: int = 254
+    protocol: int = 12
+    metric: int = 0
+    pools: list[Pool] = field(default_factory=list)
+    subnets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
+    vxlan: VxlanSpec | None = None
+    ipip_address: bytes | None = None
+    ipip: bool = False
+    vteps: list[Vtep] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +81,7 @@ class Config:
     require_ebgp_policy: bool = True
     decision: DecisionOptions = field(default_factory=DecisionOptions)
     reflector: RouteReflector | None = None
+    kernel: KernelConfig | None = None
 
 
 def _field(where: str, parse: Callable[..., T], *args: Any) -> T:
@@ -268,7 +287,14 @@ def parse_config(doc: dict[str, Any]) -> Config:
         afi, prefix = _field(f"{where}.prefix", prefix_from_text, r.get("prefix"))
         family = IPV4_UNICAST if afi == IPV4_UNICAST.afi else IPV6_UNICAST
         nh = r.get("next_hop")
-        routes.append(StaticRoute(family, prefix, _address_bytes(nh, where) if nh else None))
+        routes.append(
+            StaticRoute(
+                family,
+                prefix,
+                _address_bytes(nh, where) if nh else None,
+                blackhole=bool(r.get("blackhole", False)),
+            )
+        )
     cluster = doc.get("cluster_id")
     reflector = None
     if cluster is not None:
@@ -293,4 +319,76 @@ def parse_config(doc: dict[str, Any]) -> Config:
         require_ebgp_policy=bool(doc.get("require_ebgp_policy", True)),
         decision=decision,
         reflector=reflector,
+        kernel=_kernel(doc["kernel"]) if doc.get("kernel") is not None else None,
+    )
+
+
+def _mac(text: object) -> bytes:
+    parts = str(text).split(":")
+    if len(parts) != 6:
+        raise ValueError(f"{text!r} is not a MAC address (six hex octets)")
+    return bytes(int(x, 16) for x in parts)
+
+
+def _range(value: object, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"{value!r} is not an integer in {low}..{high}")
+    return value
+
+
+def _pool(p: dict[str, Any], where: str) -> Pool:
+    cidr = _field(f"{where}.cidr", lambda: ipaddress.ip_network(p["cidr"]))
+    ipip = _field(f"{where}.ipip_mode", lambda: Mode(p.get("ipip_mode", "Never")))
+    vxlan = _field(f"{where}.vxlan_mode", lambda: Mode(p.get("vxlan_mode", "Never")))
+    return _field(where, Pool, cidr, ipip, vxlan)
+
+
+def _vxlan(v: dict[str, Any]) -> VxlanSpec:
+    mac = v.get("mac")
+    mtu = v.get("mtu")
+    return VxlanSpec(
+        local=_field("kernel.vxlan.local", lambda: ipaddress.IPv4Address(v["local"]).packed),
+        address=_field("kernel.vxlan.address", lambda: ipaddress.IPv4Address(v["address"]).packed),
+        mac=_field("kernel.vxlan.mac", _mac, mac) if mac is not None else None,
+        vni=_field("kernel.vxlan.vni", _range, v.get("vni", 4096), 1, (1 << 24) - 1),
+        port=_field("kernel.vxlan.port", _range, v.get("port", 4789), 1, 65535),
+        mtu=_field("kernel.vxlan.mtu", _range, mtu, 68, 65535) if mtu is not None else None,
+    )
+
+
+def _vtep(v: dict[str, Any], where: str) -> Vtep:
+    return Vtep(
+        _address_bytes(v.get("node", ""), f"{where}.node"),
+        _field(f"{where}.address", lambda: ipaddress.IPv4Address(v["address"]).packed),
+        _field(f"{where}.mac", _mac, v.get("mac")),
+    )
+
+
+def _kernel(k: dict[str, Any]) -> KernelConfig:
+    """The ``kernel`` section (its fields are those of ``KernelConfig``)."""
+    if not isinstance(k, dict):
+        raise ConfigError("kernel: must be an object")
+    pools = [_pool(p, f"kernel.pools[{i}]") for i, p in enumerate(k.get("pools", []))]
+    subnets = [
+        _field(f"kernel.subnets[{i}]", lambda t=t: ipaddress.ip_interface(t).network)
+        for i, t in enumerate(k.get("subnets", []))
+    ]
+    vx = k.get("vxlan")
+    vxlan = _vxlan(vx) if vx is not None else None
+    if vxlan is None and any(p.vxlan is not Mode.NEVER for p in pools):
+        raise ConfigError("kernel.vxlan: a pool uses VXLAN, so this node's VTEP is needed")
+    ip = k.get("ipip")
+    address = None
+    if ip is not None and ip.get("address") is not None:
+        address = _field("kernel.ipip.address", lambda: ipaddress.IPv4Address(ip["address"]).packed)
+    return KernelConfig(
+        table=_field("kernel.table", _range, k.get("table", 254), 1, (1 << 32) - 1),
+        protocol=_field("kernel.protocol", _range, k.get("protocol", 12), 1, 255),
+        metric=_field("kernel.metric", _range, k.get("metric", 0), 0, (1 << 32) - 1),
+        pools=pools,
+        subnets=subnets,
+        vxlan=vxlan,
+        ipip_address=address,
+        ipip=ip is not None or any(p.ipip is not Mode.NEVER for p in pools),
+        vteps=[_vtep(v, f"kernel.vteps[{i}]") for i, v in enumerate(k.get("vteps", []))],
     )

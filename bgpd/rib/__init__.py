@@ -11,6 +11,7 @@ from .deferral import InitialConvergence
 from .export import Advert, ExportTarget, NextHopMode
 from .graceful import GracefulRestartHelper
 from .importing import ImportRules
+from .loc import LocRib
 from .path import BestChange, Path, Source
 from .policy import Operator, Policy, PrefixMatch, Rule, Verdict
 from .router import Router
@@ -24,6 +25,7 @@ __all__ = [
     "GracefulRestartHelper",
     "ImportRules",
     "InitialConvergence",
+    "LocRib",
     "NextHopMode",
     "Operator",
     "Path",

@@ -80,6 +80,8 @@ class Router:
         self.encoder = UpdateEncoder()
         self.adverts = AdvertCache()
         self._jobs: deque[Iterator[list[BestChange]]] = deque()
+        #: Told every batch of selection changes (the kernel FIB follows them).
+        self.on_best: Callable[[list[BestChange]], None] | None = None
 
     # ------------------------------------------------------------------ peers
 
@@ -259,6 +261,8 @@ class Router:
     def _export_all(self, changes: list[BestChange]) -> None:
         """Stage ``changes`` for every peer that is up."""
         if changes:
+            if self.on_best is not None:
+                self.on_best(changes)
             for peer in self.peers.values():
                 if peer.up:
                     self._export_to(peer, changes)

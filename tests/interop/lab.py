@@ -99,16 +99,17 @@ class Lab:
         sh("ip", "-n", ns, "link", "set", peer_if, "up")
         return link
 
-    def join(self, ns_a: str, ns_b: str) -> Link:
+    def join(self, ns_a: str, ns_b: str, if_a: str = "up0", if_b: str = "eth0") -> Link:
         """A veth pair between two namespaces: ``our_*`` addresses in ``ns_a``."""
         _n, subnet = _subnet()
         link = Link(ns_b, subnet, "")
-        sh("ip", "-n", ns_a, "link", "add", "up0", "type", "veth", "peer", "name", "eth0",
+        sh("ip", "-n", ns_a, "link", "add", if_a, "type", "veth", "peer", "name", if_b,
            "netns", ns_b)  # fmt: skip
-        sh("ip", "-n", ns_a, "addr", "add", f"{link.our_v4}/24", "dev", "up0")
-        sh("ip", "-n", ns_a, "link", "set", "up0", "up")
-        sh("ip", "-n", ns_b, "addr", "add", f"{link.peer_v4}/24", "dev", "eth0")
-        sh("ip", "-n", ns_b, "link", "set", "eth0", "up")
+        for ns, dev, v4, v6 in ((ns_a, if_a, link.our_v4, link.our_v6),
+                                (ns_b, if_b, link.peer_v4, link.peer_v6)):  # fmt: skip
+            sh("ip", "-n", ns, "addr", "add", f"{v4}/24", "dev", dev)
+            sh("ip", "-n", ns, "-6", "addr", "add", f"{v6}/64", "dev", dev, "nodad")
+            sh("ip", "-n", ns, "link", "set", dev, "up")
         return link
 
     def spawn(self, ns: str | None, cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
