@@ -63,7 +63,7 @@ from .fsm import (
     UpdateErrorHandled,
 )
 from .kernel.devices import DeviceError, Devices
-from .kernel.encap import Encapsulation
+from .kernel.encap import IPIP_DEVICE, VXLAN_DEVICE, Encapsulation
 from .kernel.export import FibExport
 from .kernel.fib import Fib
 from .kernel.sync import KernelSync
@@ -189,30 +189,9 @@ class StandaloneSpeaker:
         assert kernel is not None and sync is not None and export is not None
         encap = export.encap
         if kernel.vxlan is not None or kernel.ipip:
-            devices = Devices()
-            try:
-                if kernel.vxlan is not None:
-                    try:
-                        encap.vxlan = devices.ensure_vxlan(kernel.vxlan)
-                        written, removed = devices.sync_vteps(encap.vxlan, kernel.vteps)
-                        self._emit(
-                            "kernel-device",
-                            device="vxlan.calico",
-                            index=encap.vxlan,
-                            vteps=len(kernel.vteps),
-                            written=written,
-                            removed=removed,
-                        )
-                    except DeviceError as e:
-                        self._emit("kernel-device-error", device="vxlan.calico", error=str(e))
-                if kernel.ipip:
-                    try:
-                        encap.tunl0 = devices.ensure_tunl0(kernel.ipip_address)
-                        self._emit("kernel-device", device="tunl0", index=encap.tunl0)
-                    except DeviceError as e:
-                        self._emit("kernel-device-error", device="tunl0", error=str(e))
-            finally:
-                devices.close()
+            # pyroute2's calls block and run their own event loop: in a thread.
+            for event in await asyncio.to_thread(self._make_devices):
+                self._emit(event.pop("event"), **event)
         encap.set_vteps(kernel.vteps)
         await sync.start()
         self.kernel_convergence = InitialConvergence(
@@ -224,6 +203,39 @@ class StandaloneSpeaker:
         if deadline is not None:
             self._kernel_timer = loop.call_at(deadline, self._kernel_tick)
         self._check_kernel_convergence()
+
+    def _make_devices(self) -> list[dict[str, Any]]:
+        """The tunnel devices the pools need; what happened, as events."""
+        kernel, export = self.config.kernel, self.fib_export
+        assert kernel is not None and export is not None
+        encap, events = export.encap, []
+        devices = Devices()
+        try:
+            if kernel.vxlan is not None:
+                try:
+                    encap.vxlan = devices.ensure_vxlan(kernel.vxlan)
+                    written, removed = devices.sync_vteps(encap.vxlan, kernel.vteps)
+                    events.append(
+                        {"event": "kernel-device", "device": VXLAN_DEVICE, "index": encap.vxlan,
+                         "vteps": len(kernel.vteps), "written": written, "removed": removed}
+                    )  # fmt: skip
+                except DeviceError as e:
+                    events.append(
+                        {"event": "kernel-device-error", "device": VXLAN_DEVICE, "error": str(e)}
+                    )
+            if kernel.ipip:
+                try:
+                    encap.tunl0 = devices.ensure_tunl0(kernel.ipip_address)
+                    events.append(
+                        {"event": "kernel-device", "device": IPIP_DEVICE, "index": encap.tunl0}
+                    )
+                except DeviceError as e:
+                    events.append(
+                        {"event": "kernel-device-error", "device": IPIP_DEVICE, "error": str(e)}
+                    )
+        finally:
+            devices.close()
+        return events
 
     def _kernel_tick(self) -> None:
         self._kernel_timer = None
