@@ -336,6 +336,14 @@ def _range(value: object, low: int, high: int) -> int:
     return value
 
 
+def _protocol(value: object) -> int:
+    number = _range(value, 0, 255)
+    if number <= 4:
+        # We delete stale routes of our protocol: never the kernel's or others'.
+        raise ValueError(f"{number} belongs to the kernel, boot or static routes (use 5..255)")
+    return number
+
+
 def _pool(p: dict[str, Any], where: str) -> Pool:
     cidr = _field(f"{where}.cidr", lambda: ipaddress.ip_network(p["cidr"]))
     ipip = _field(f"{where}.ipip_mode", lambda: Mode(p.get("ipip_mode", "Never")))
@@ -383,7 +391,7 @@ def _kernel(k: dict[str, Any]) -> KernelConfig:
         address = _field("kernel.ipip.address", lambda: ipaddress.IPv4Address(ip["address"]).packed)
     return KernelConfig(
         table=_field("kernel.table", _range, k.get("table", 254), 1, (1 << 32) - 1),
-        protocol=_field("kernel.protocol", _range, k.get("protocol", 12), 1, 255),
+        protocol=_field("kernel.protocol", _protocol, k.get("protocol", 12)),
         metric=_field("kernel.metric", _range, k.get("metric", 0), 0, (1 << 32) - 1),
         pools=pools,
         subnets=subnets,

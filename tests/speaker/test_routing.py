@@ -196,3 +196,41 @@ def test_duplicate_peer_is_refused() -> None:
     peer = {"address": A, "as": AS}
     with pytest.raises(ConfigError, match=r"peers\[1\].address"):
         parse_config({"local_as": AS, "router_id": "10.0.0.1", "peers": [peer, peer]})
+
+
+@pytest.mark.parametrize(
+    ("kernel", "message"),
+    [
+        ({"protocol": 3}, "kernel.protocol: 3 belongs to the kernel, boot or static routes"),
+        ({"table": 0}, "kernel.table: 0 is not an integer in 1..4294967295"),
+        ({"pools": [{"cidr": "10.0.0.0/33"}]}, "kernel.pools[0].cidr: "),
+        ({"pools": [{"cidr": "10.0.0.0/8", "vxlan_mode": "Sometimes"}]},
+         "kernel.pools[0].vxlan_mode: 'Sometimes' is not a valid Mode"),
+        ({"pools": [{"cidr": "10.0.0.0/8", "vxlan_mode": "Always", "ipip_mode": "Always"}]},
+         "kernel.pools[0]: pool 10.0.0.0/8: ipipMode and vxlanMode cannot both be enabled"),
+        ({"pools": [{"cidr": "10.0.0.0/8", "vxlan_mode": "Always"}]},
+         "kernel.vxlan: a pool uses VXLAN, so this node's VTEP is needed"),
+        ({"vxlan": {"local": "10.0.0.1", "address": "10.1.0.0", "mac": "66:00"}},
+         "kernel.vxlan.mac: '66:00' is not a MAC address"),
+        ({"vxlan": {"local": "10.0.0.1"}}, "kernel.vxlan.address: missing address"),
+        ({"vteps": [{"node": "10.0.0.2", "address": "10.1.0.0", "mac": "zz:0:0:0:0:0"}]},
+         "kernel.vteps[0].mac: "),
+        ({"subnets": ["10.0.0.1/40"]}, "kernel.subnets[0]: "),
+    ],
+)  # fmt: skip
+def test_bad_kernel_section_names_the_field(kernel: dict[str, Any], message: str) -> None:
+    doc = {"local_as": AS, "router_id": "10.0.0.1", "kernel": kernel}
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_config(doc)
+
+
+def test_kernel_section_defaults_are_calicos() -> None:
+    doc = {"local_as": AS, "router_id": "10.0.0.1", "kernel": {}}
+    kernel = parse_config(doc).kernel
+    assert kernel is not None
+    assert (kernel.table, kernel.protocol, kernel.metric) == (254, 12, 0)
+    assert kernel.vxlan is None and not kernel.ipip
+    vx = {"local": "10.0.0.1", "address": "10.1.0.0"}
+    parsed = parse_config({**doc, "kernel": {"vxlan": vx}}).kernel
+    assert parsed is not None and parsed.vxlan is not None
+    assert (parsed.vxlan.vni, parsed.vxlan.port, parsed.vxlan.mtu) == (4096, 4789, None)
