@@ -61,24 +61,25 @@ def open_socket(netns: str | None = None, groups: int = 0) -> socket.socket:
 
 # Classic BPF (linux/filter.h): struct sock_filter { __u16 code; __u8 jt; __u8 jf; __u32 k; }
 _BPF_INSN = struct.Struct("=HBBI")
-_BPF_LDH_ABS, _BPF_LDB_ABS, _BPF_JEQ_K, _BPF_RET_K = 0x28, 0x30, 0x15, 0x06
+_BPF_LDW_ABS, _BPF_JEQ_K, _BPF_RET_K = 0x20, 0x15, 0x06
 SO_ATTACH_FILTER = 26
 
 
-def ignore_own_additions(sock: socket.socket, protocol: int) -> None:
-    """Have the kernel drop, before they reach this event socket, the
-    RTM_NEWROUTE events of ``protocol``: the echo of our own writes, one
-    datagram per route, whose receiving alone would cost as much as writing.
+def ignore_echoes(sock: socket.socket, portid: int) -> None:
+    """Have the kernel drop, before they reach this event socket, the events
+    caused by requests from the socket bound to ``portid``: the echo of our own
+    writes, one datagram per route, whose receiving alone would cost as much
+    as writing.  rtnetlink stamps a change's event with the requester's port
+    ID (``nlmsg_pid``); a change made by anyone else, or by the kernel itself
+    (port 0), still arrives.
 
     BPF loads are big-endian and netlink headers host-endian, hence the swap."""
-    newroute = int.from_bytes(struct.pack("=H", rtnl.RTM_NEWROUTE), "big")
+    pid = int.from_bytes(struct.pack("=I", portid), "big")
     program = b"".join(
         _BPF_INSN.pack(*insn)
         for insn in (
-            (_BPF_LDH_ABS, 0, 0, 4),  # nlmsg_type
-            (_BPF_JEQ_K, 0, 3, newroute),
-            (_BPF_LDB_ABS, 0, 0, rtnl.NLMSGHDR.size + 5),  # rtm_protocol
-            (_BPF_JEQ_K, 0, 1, protocol),
+            (_BPF_LDW_ABS, 0, 0, 12),  # nlmsg_pid
+            (_BPF_JEQ_K, 0, 1, pid),
             (_BPF_RET_K, 0, 0, 0),  # drop
             (_BPF_RET_K, 0, 0, 0xFFFFFFFF),  # keep all of it
         )
@@ -105,6 +106,12 @@ class RouteChannel:
 
     def close(self) -> None:
         self.sock.close()
+
+    @property
+    def portid(self) -> int:
+        """The port ID the kernel gave this socket (stamped on the events our
+        requests cause)."""
+        return int(self.sock.getsockname()[0])
 
     def next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFFFFFFFF or 1

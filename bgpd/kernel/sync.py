@@ -8,11 +8,10 @@ only when an event says the kernel may have dropped routes without telling
 (an IPv4 interface going down removes its routes silently) or when the event
 socket overflowed.
 
-Events of our own protocol that add a route never reach us: a socket filter
-drops them in the kernel, as they are the echo of our own requests, a hundred
-thousand of them for a full table.  So a route of ours that someone replaces
-by hand with the same protocol number is not noticed; one they delete is, and
-comes back.
+The events our own requests cause never reach us: a socket filter drops them
+in the kernel (they carry our request socket's port ID), as they are a
+hundred thousand datagrams for a full table.  Every change made by anyone
+else does: a route of ours deleted or replaced by hand comes back.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import rtnl
-from .channel import RouteChannel, group_mask, ignore_own_additions, open_socket
+from .channel import RouteChannel, group_mask, ignore_echoes, open_socket
 from .fib import Fib, Op
 from .rtnl import Dest, KernelRoute
 
@@ -70,9 +69,9 @@ class KernelSync:
         """Open the sockets and read the table (events first, so nothing that
         happens during the dump is missed)."""
         self._loop = asyncio.get_running_loop()
-        self._events = open_socket(self.netns, _GROUPS)
-        ignore_own_additions(self._events, self.fib.protocol)
         self._channel = RouteChannel(self.netns)
+        self._events = open_socket(self.netns, _GROUPS)
+        ignore_echoes(self._events, self._channel.portid)
         self._loop.add_reader(self._events.fileno(), self._on_events)
         self._resync()
         self._emit(
@@ -185,7 +184,6 @@ class KernelSync:
         if sock is None:
             return
         resync = retry = False
-        protocol = self.fib.protocol
         buffer = self._buffer
         while True:
             try:
@@ -202,14 +200,6 @@ class KernelSync:
                 raise
             for kind, _flags, _seq, body in rtnl.split(data):
                 if kind in (rtnl.RTM_NEWROUTE, rtnl.RTM_DELROUTE):
-                    # rtm_protocol is octet 5 of struct rtmsg.
-                    if body[5] == protocol:
-                        if kind == rtnl.RTM_NEWROUTE:
-                            continue
-                        # Our route went: it matters only if we still want it.
-                        table, key = rtnl.route_dest(body)
-                        if table != self.fib.table or key not in self.fib.wanted:
-                            continue  # the echo of our own delete, or another table's
                     route = rtnl.decode_route(body)
                     if route is not None:
                         self.fib.observe(route, kind == rtnl.RTM_NEWROUTE)

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from bgpd.kernel import rtnl
-from bgpd.kernel.channel import RouteChannel, group_mask, ignore_own_additions, open_socket
+from bgpd.kernel.channel import RouteChannel, group_mask, ignore_echoes, open_socket
 from bgpd.kernel.fib import matches
 from bgpd.kernel.rtnl import KernelRoute, NextHop
 
@@ -157,13 +157,22 @@ def test_text_reads_like_ip_route() -> None:
     )
 
 
-def test_the_event_filter_drops_only_our_own_additions(netns: Netns) -> None:
+def test_the_event_filter_drops_only_what_our_requests_cause(netns: Netns) -> None:
+    channel = RouteChannel(netns.name)
     events = open_socket(netns.name, group_mask(rtnl.RTNLGRP_IPV4_ROUTE))
     try:
-        ignore_own_additions(events, rtnl.RTPROT_BIRD)
+        ignore_echoes(events, channel.portid)
+        hop = (NextHop(socket.inet_aton("198.18.5.2")),)
+        ours = [unicast(f"10.13.{i}.0/24", *hop) for i in range(3)]
+        assert (
+            channel.apply([(i + 1, rtnl.encode_add(r, i + 1, False)) for i, r in enumerate(ours)])
+            == []
+        )
+        assert channel.apply([(9, rtnl.encode_delete(ours[0], 9))]) == []
+        # By hand, with our protocol number too: these arrive.
         netns.ip("route", "add", "10.11.0.0/24", "via", "198.18.5.2", "proto", "bird")
         netns.ip("route", "add", "10.12.0.0/24", "via", "198.18.5.2", "proto", "static")
-        netns.ip("route", "del", "10.11.0.0/24", "proto", "bird")
+        netns.ip("route", "del", "10.13.1.0/24", "proto", "bird")
         seen = []
         while True:
             try:
@@ -175,8 +184,10 @@ def test_the_event_filter_drops_only_our_own_additions(netns: Netns) -> None:
                 assert route is not None
                 seen.append((kind, route.protocol, route.dst))
         assert seen == [
+            (rtnl.RTM_NEWROUTE, rtnl.RTPROT_BIRD, bytes([10, 11, 0, 0])),
             (rtnl.RTM_NEWROUTE, rtnl.RTPROT_STATIC, bytes([10, 12, 0, 0])),
-            (rtnl.RTM_DELROUTE, rtnl.RTPROT_BIRD, bytes([10, 11, 0, 0])),
+            (rtnl.RTM_DELROUTE, rtnl.RTPROT_BIRD, bytes([10, 13, 1, 0])),
         ]
     finally:
         events.close()
+        channel.close()

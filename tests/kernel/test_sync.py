@@ -66,7 +66,7 @@ async def settled(sync: KernelSync) -> None:
     await wait_for(lambda: sync.idle, 10, "the FIB to settle")
 
 
-async def test_routes_land_and_one_deleted_by_hand_comes_back(netns: Netns, start: Start) -> None:
+async def test_routes_land_and_one_changed_by_hand_comes_back(netns: Netns, start: Start) -> None:
     fib = Fib()
     sync = await start(fib)
     for i in range(1000):
@@ -76,6 +76,14 @@ async def test_routes_land_and_one_deleted_by_hand_comes_back(netns: Netns, star
     netns.ip("route", "del", "10.20.7.0/24", "proto", "bird")
     await wait_for(lambda: len(bird_routes(netns)) == 1000, 1.0, "the deleted route back")
     assert "10.20.7.0/24 via 198.18.5.2 dev up0" in bird_routes(netns)
+    # Replaced by hand, even under our protocol number: ours again.
+    netns.ip("route", "replace", "10.20.7.0/24", "via", "198.18.5.3", "proto", "bird")
+    await wait_for(
+        lambda: "10.20.7.0/24 via 198.18.5.2 dev up0" in bird_routes(netns),
+        1.0,
+        "the replaced route repaired",
+    )
+    assert len(bird_routes(netns)) == 1000
 
 
 async def test_routes_lost_with_their_interface_return_when_it_is_up(
