@@ -136,10 +136,11 @@ class StandaloneSpeaker:
         self.fib_export: FibExport | None = None
         self.kernel_convergence: InitialConvergence | None = None
         self._kernel_timer: asyncio.TimerHandle | None = None
+        self._repairing: asyncio.Task[None] | None = None
         kernel = self.config.kernel
         if kernel is not None:
             fib = Fib(kernel.table, kernel.protocol, kernel.metric)
-            self.kernel = KernelSync(fib, on_event=self._emit)
+            self.kernel = KernelSync(fib, on_event=self._emit, on_interfaces=self._interfaces)
             encap = Encapsulation(
                 kernel.pools, kernel.subnets, table=kernel.table,
                 protocol=kernel.protocol, metric=kernel.metric,
@@ -203,6 +204,34 @@ class StandaloneSpeaker:
         if deadline is not None:
             self._kernel_timer = loop.call_at(deadline, self._kernel_tick)
         self._check_kernel_convergence()
+
+    def _interfaces(self, deleted: set[int], address_added: bool) -> None:
+        """A tunnel device of ours was deleted, or an address appeared while one
+        is missing (it may hold the node IP the device needs): make them again
+        and plan every route anew."""
+        kernel, export = self.config.kernel, self.fib_export
+        if kernel is None or export is None or self._repairing is not None:
+            return
+        encap = export.encap
+        ours = {i for i in (encap.vxlan, encap.tunl0) if i}
+        missing = (kernel.vxlan is not None and not encap.vxlan) or (
+            kernel.ipip and not encap.tunl0
+        )
+        if ours & deleted or (address_added and missing):
+            if encap.vxlan in deleted:
+                encap.vxlan = 0
+            if encap.tunl0 in deleted:
+                encap.tunl0 = 0
+            self._repairing = asyncio.get_running_loop().create_task(self._repair_devices())
+
+    async def _repair_devices(self) -> None:
+        try:
+            for event in await asyncio.to_thread(self._make_devices):
+                self._emit(event.pop("event"), **event)
+            if self.fib_export is not None:
+                self.fib_export.replan(self.router.loc)
+        finally:
+            self._repairing = None
 
     def _make_devices(self) -> list[dict[str, Any]]:
         """The tunnel devices the pools need; what happened, as events."""

@@ -49,11 +49,18 @@ class KernelSync:
     """Keeps the kernel's table equal to ``fib.wanted``."""
 
     def __init__(
-        self, fib: Fib, netns: str | None = None, on_event: EventSink | None = None
+        self,
+        fib: Fib,
+        netns: str | None = None,
+        on_event: EventSink | None = None,
+        on_interfaces: Callable[[set[int], bool], None] | None = None,
     ) -> None:
         self.fib = fib
         self.netns = netns
         self._emit = on_event or (lambda event, **fields: None)
+        #: Told the interfaces deleted, and whether an address was added, after
+        #: each batch of events that has either (the tunnel devices follow them).
+        self.on_interfaces = on_interfaces
         self._channel: RouteChannel | None = None
         self._events: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -183,7 +190,8 @@ class KernelSync:
         sock = self._events
         if sock is None:
             return
-        resync = retry = False
+        resync = retry = address = False
+        deleted: set[int] = set()
         buffer = self._buffer
         while True:
             try:
@@ -206,6 +214,8 @@ class KernelSync:
                 elif kind in (rtnl.RTM_NEWLINK, rtnl.RTM_DELLINK):
                     link = rtnl.decode_link(body)
                     up = link.up and kind == rtnl.RTM_NEWLINK
+                    if kind == rtnl.RTM_DELLINK:
+                        deleted.add(link.ifindex)
                     was = self._links.get(link.ifindex)
                     self._links[link.ifindex] = up
                     if was is not None and was != up:
@@ -214,12 +224,14 @@ class KernelSync:
                     elif was is None and up:
                         retry = True
                 elif kind == rtnl.RTM_NEWADDR:
-                    retry = True
+                    retry = address = True
         if resync:
             self._resync()
         if retry:
             self.fib.retry_now()
         self._kick()
+        if (deleted or address) and self.on_interfaces is not None:
+            self.on_interfaces(deleted, address)
 
     def status(self) -> dict[str, Any]:
         """For the status API: counts and the routes the kernel refuses."""

@@ -92,6 +92,12 @@ def test_pods_reach_each_other_over_vxlan(lab: Lab) -> None:
     stats = sh("ip", "-n", a_ns, "-s", "link", "show", "vxlan.calico").stdout
     tx_packets = int(stats.split("TX:")[1].splitlines()[1].split()[1])
     assert tx_packets >= 3
+    # The device deleted by hand: made again, with its VTEP entries and routes.
+    sh("ip", "-n", a_ns, "link", "del", "vxlan.calico")
+    wait_route(a, "10.70.2.0/26", "10.70.2.0/26 via 10.70.2.0 dev vxlan.calico proto bird onlink")
+    res = ping(pod_a, "10.70.2.5", "-c", "2", "-W", "2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert len(a.events("kernel-device")) == 2
 
 
 def wait_route(node: Node, prefix: str, expected: str, timeout: float = 20) -> None:
