@@ -190,15 +190,14 @@ class StandaloneSpeaker:
         assert kernel is not None and sync is not None and export is not None
         encap = export.encap
         if kernel.vxlan is not None or kernel.ipip:
-            # pyroute2's calls block and run their own event loop: in a thread.
-            for event in await asyncio.to_thread(self._make_devices):
-                self._emit(event.pop("event"), **event)
+            await self._devices()
         encap.set_vteps(kernel.vteps)
         await sync.start()
         self.kernel_convergence = InitialConvergence(
             [s.endpoint.peer_address for s in self.config.peers],
             loop.time(),
             self.config.deferral_time,
+            every_peer=True,
         )
         deadline = self.kernel_convergence.deadline
         if deadline is not None:
@@ -214,9 +213,8 @@ class StandaloneSpeaker:
             return
         encap = export.encap
         ours = {i for i in (encap.vxlan, encap.tunl0) if i}
-        missing = (kernel.vxlan is not None and not encap.vxlan) or (
-            kernel.ipip and not encap.tunl0
-        )
+        # (A tunl0 refused by a kernel without IPIP will not come with an address.)
+        missing = kernel.vxlan is not None and not encap.vxlan
         if ours & deleted or (address_added and missing):
             if encap.vxlan in deleted:
                 encap.vxlan = 0
@@ -226,26 +224,37 @@ class StandaloneSpeaker:
 
     async def _repair_devices(self) -> None:
         try:
-            for event in await asyncio.to_thread(self._make_devices):
-                self._emit(event.pop("event"), **event)
+            await self._devices()
             if self.fib_export is not None:
                 self.fib_export.replan(self.router.loc)
         finally:
             self._repairing = None
 
-    def _make_devices(self) -> list[dict[str, Any]]:
-        """The tunnel devices the pools need; what happened, as events."""
-        kernel, export = self.config.kernel, self.fib_export
-        assert kernel is not None and export is not None
-        encap, events = export.encap, []
+    async def _devices(self) -> None:
+        """Make the tunnel devices the pools need (pyroute2's calls block and run
+        an event loop of their own: in a thread) and plan with their indexes."""
+        assert self.fib_export is not None
+        encap = self.fib_export.encap
+        vxlan, tunl0, events = await asyncio.to_thread(self._make_devices)
+        encap.vxlan, encap.tunl0 = vxlan, tunl0
+        for event in events:
+            self._emit(event.pop("event"), **event)
+
+    def _make_devices(self) -> tuple[int, int, list[dict[str, Any]]]:
+        """(vxlan.calico's index, tunl0's, what happened as events); 0 for a
+        device not configured or not made."""
+        kernel = self.config.kernel
+        assert kernel is not None
+        vxlan = tunl0 = 0
+        events: list[dict[str, Any]] = []
         devices = Devices()
         try:
             if kernel.vxlan is not None:
                 try:
-                    encap.vxlan = devices.ensure_vxlan(kernel.vxlan)
-                    written, removed = devices.sync_vteps(encap.vxlan, kernel.vteps)
+                    vxlan = devices.ensure_vxlan(kernel.vxlan)
+                    written, removed = devices.sync_vteps(vxlan, kernel.vteps)
                     events.append(
-                        {"event": "kernel-device", "device": VXLAN_DEVICE, "index": encap.vxlan,
+                        {"event": "kernel-device", "device": VXLAN_DEVICE, "index": vxlan,
                          "vteps": len(kernel.vteps), "written": written, "removed": removed}
                     )  # fmt: skip
                 except DeviceError as e:
@@ -254,17 +263,15 @@ class StandaloneSpeaker:
                     )
             if kernel.ipip:
                 try:
-                    encap.tunl0 = devices.ensure_tunl0(kernel.ipip_address)
-                    events.append(
-                        {"event": "kernel-device", "device": IPIP_DEVICE, "index": encap.tunl0}
-                    )
+                    tunl0 = devices.ensure_tunl0(kernel.ipip_address)
+                    events.append({"event": "kernel-device", "device": IPIP_DEVICE, "index": tunl0})
                 except DeviceError as e:
                     events.append(
                         {"event": "kernel-device-error", "device": IPIP_DEVICE, "error": str(e)}
                     )
         finally:
             devices.close()
-        return events
+        return vxlan, tunl0, events
 
     def _kernel_tick(self) -> None:
         self._kernel_timer = None

@@ -19,7 +19,6 @@ from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-unty
 from .encap import IPIP_DEVICE, VXLAN_DEVICE, VXLAN_OVERHEAD, Vtep, VxlanSpec
 
 NUD_PERMANENT = 0x80
-AF_BRIDGE = 7
 
 
 class DeviceError(Exception):

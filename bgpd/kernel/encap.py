@@ -31,9 +31,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 IPIP_DEVICE = "tunl0"
 VXLAN_DEVICE = "vxlan.calico"
-#: Outer IPv4 + UDP + VXLAN headers, and outer IPv4 (CALICO.md §6.2).
+#: Outer IPv4 + UDP + VXLAN headers (CALICO.md §6.2).
 VXLAN_OVERHEAD = 50
-IPIP_OVERHEAD = 20
 VXLAN_VNI = 4096
 VXLAN_PORT = 4789
 

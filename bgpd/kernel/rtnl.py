@@ -326,20 +326,6 @@ def decode_error(flags: int, body: memoryview) -> tuple[int, int, str]:
     return -error, seq, text
 
 
-def route_dest(body: memoryview) -> tuple[int, Dest]:
-    """(table, dest) of a route message, without decoding the rest: enough to
-    tell whether an event concerns a route we want."""
-    family, dst_len, _src, _tos, table = RTMSG.unpack_from(body, 0)[:5]
-    dst = bytes(_ADDRESS_SIZE.get(family, 0))
-    for attr, value in attributes(body, RTMSG.size):
-        if attr == RTA_TABLE:
-            (table,) = U32.unpack_from(value, 0)
-        elif attr == RTA_DST:
-            dst = bytes(value)
-            break  # the kernel puts RTA_TABLE first
-    return table, (family, dst, dst_len)
-
-
 def decode_route(body: memoryview) -> KernelRoute | None:
     """A route message as a ``KernelRoute``; None for what we never manage
     (source-specific, TOS, cache or multicast routes, other families)."""

@@ -26,8 +26,19 @@ DEFERRAL_TIME = 60.0
 class InitialConvergence:
     """Which End-of-RIB markers are still awaited after our restart."""
 
-    def __init__(self, peers: Iterable[str], now: float, deferral_time: float = DEFERRAL_TIME):
+    def __init__(
+        self,
+        peers: Iterable[str],
+        now: float,
+        deferral_time: float = DEFERRAL_TIME,
+        every_peer: bool = False,
+    ):
+        """``every_peer``: wait for End-of-RIB from restarting and non-GR peers
+        too.  Pruning our stale kernel routes does that: no peer waits on it, so
+        there is no deadlock to avoid, and a route removed before the peer
+        that still has it re-announced it would drop packets."""
         self.deadline: float | None = now + deferral_time
+        self.every_peer = every_peer
         self._unknown: set[str] = set(peers)  # not yet established
         self._awaited: dict[str, set[Family]] = {}
         self.done = not self._unknown
@@ -41,7 +52,7 @@ class InitialConvergence:
             return
         self._unknown.discard(peer)
         cap = negotiated.peer_graceful_restart
-        if cap is None or cap.restarting:
+        if not self.every_peer and (cap is None or cap.restarting):
             self._awaited.pop(peer, None)
         else:
             self._awaited[peer] = set(negotiated.families)
