@@ -209,9 +209,9 @@ def _scope(route: KernelRoute) -> int:
     return RT_SCOPE_LINK
 
 
-def _route_attrs(route: KernelRoute) -> bytes:
-    table = route.table
-    out = _attr(RTA_TABLE, U32.pack(table)) + _attr(RTA_DST, route.dst)
+def _after_dst(route: KernelRoute) -> bytes:
+    """The attributes that follow RTA_DST in a route request."""
+    out = b""
     if route.metric:
         out += _attr(RTA_PRIORITY, U32.pack(route.metric))
     hops = route.nexthops
@@ -232,13 +232,15 @@ def _route_attrs(route: KernelRoute) -> bytes:
     return out
 
 
-def encode_add(route: KernelRoute, seq: int, replace: bool, ack: bool = False) -> bytes:
-    """RTM_NEWROUTE.  ``replace`` (NLM_F_REPLACE) when the key holds our own route;
-    otherwise NLM_F_EXCL, so a route of another protocol with the same key is
-    never overwritten: the kernel refuses with EEXIST instead."""
-    flags = NLM_F_REQUEST | NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
-    if ack:
-        flags |= NLM_F_ACK
+#: (the route without its destination, request flags) -> (the request's bytes
+#: between nlmsghdr and the destination address, the bytes after it).  Routes
+#: of one table through one next hop differ only in the destination: a full
+#: table is encoded from a handful of templates.
+_ADD_TEMPLATES: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
+_TEMPLATES_MAX = 4096
+
+
+def _add_template(route: KernelRoute) -> tuple[bytes, bytes]:
     one = route.nexthops[0] if len(route.nexthops) == 1 else None
     rtm_flags = RTNH_F_ONLINK if one is not None and one.onlink else 0
     table = route.table if route.table < 256 else RT_TABLE_COMPAT
@@ -253,7 +255,35 @@ def encode_add(route: KernelRoute, seq: int, replace: bool, ack: bool = False) -
         route.type,
         rtm_flags,
     )
-    return _message(RTM_NEWROUTE, flags, seq, head + _route_attrs(route))
+    # RTA_DST holds 4 or 16 octets: never padded.
+    middle = (
+        head
+        + _attr(RTA_TABLE, U32.pack(route.table))
+        + RTATTR.pack(RTATTR.size + len(route.dst), RTA_DST)
+    )
+    return middle, _after_dst(route)
+
+
+def encode_add(route: KernelRoute, seq: int, replace: bool, ack: bool = False) -> bytes:
+    """RTM_NEWROUTE.  ``replace`` (NLM_F_REPLACE) when the key holds our own route;
+    otherwise NLM_F_EXCL, so a route of another protocol with the same key is
+    never overwritten: the kernel refuses with EEXIST instead."""
+    flags = NLM_F_REQUEST | NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
+    if ack:
+        flags |= NLM_F_ACK
+    key = (
+        route.family, route.dst_len, route.type, route.nexthops, route.table,
+        route.protocol, route.metric,
+    )  # fmt: skip
+    found = _ADD_TEMPLATES.get(key)
+    if found is None:
+        found = _add_template(route)
+        if len(_ADD_TEMPLATES) >= _TEMPLATES_MAX:
+            _ADD_TEMPLATES.clear()
+        _ADD_TEMPLATES[key] = found
+    middle, tail = found
+    size = NLMSGHDR.size + len(middle) + len(route.dst) + len(tail)
+    return NLMSGHDR.pack(size, RTM_NEWROUTE, flags, seq, 0) + middle + route.dst + tail
 
 
 def encode_delete(route: KernelRoute, seq: int, ack: bool = False) -> bytes:

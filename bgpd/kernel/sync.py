@@ -169,8 +169,7 @@ class KernelSync:
                     error=failure.message or os.strerror(failure.errno),
                     errno=failure.errno,
                 )
-        for op in by_seq.values():
-            self.fib.result(op, 0, "", now)
+        self.fib.done(by_seq.values())
 
     def _arm_retry(self) -> None:
         if self._retry is not None:
