@@ -344,7 +344,13 @@ def _protocol(value: object) -> int:
     return number
 
 
+def _object(value: object) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"must be an object, not {value!r}")
+
+
 def _pool(p: dict[str, Any], where: str) -> Pool:
+    _object(p)
     cidr = _field(f"{where}.cidr", lambda: ipaddress.ip_network(p["cidr"]))
     ipip = _field(f"{where}.ipip_mode", lambda: Mode(p.get("ipip_mode", "Never")))
     vxlan = _field(f"{where}.vxlan_mode", lambda: Mode(p.get("vxlan_mode", "Never")))
@@ -352,6 +358,7 @@ def _pool(p: dict[str, Any], where: str) -> Pool:
 
 
 def _vxlan(v: dict[str, Any]) -> VxlanSpec:
+    _object(v)
     mac = v.get("mac")
     mtu = v.get("mtu")
     return VxlanSpec(
@@ -365,6 +372,7 @@ def _vxlan(v: dict[str, Any]) -> VxlanSpec:
 
 
 def _vtep(v: dict[str, Any], where: str) -> Vtep:
+    _object(v)
     return Vtep(
         _address_bytes(v.get("node", ""), f"{where}.node"),
         _field(f"{where}.address", lambda: ipaddress.IPv4Address(v["address"]).packed),
@@ -376,17 +384,22 @@ def _kernel(k: dict[str, Any]) -> KernelConfig:
     """The ``kernel`` section (its fields are those of ``KernelConfig``)."""
     if not isinstance(k, dict):
         raise ConfigError("kernel: must be an object")
-    pools = [_pool(p, f"kernel.pools[{i}]") for i, p in enumerate(k.get("pools", []))]
+    pools = [
+        _field(f"kernel.pools[{i}]", _pool, p, f"kernel.pools[{i}]")
+        for i, p in enumerate(k.get("pools", []))
+    ]
     subnets = [
         _field(f"kernel.subnets[{i}]", lambda t=t: ipaddress.ip_interface(t).network)
         for i, t in enumerate(k.get("subnets", []))
     ]
     vx = k.get("vxlan")
-    vxlan = _vxlan(vx) if vx is not None else None
+    vxlan = _field("kernel.vxlan", _vxlan, vx) if vx is not None else None
     if vxlan is None and any(p.vxlan is not Mode.NEVER for p in pools):
         raise ConfigError("kernel.vxlan: a pool uses VXLAN, so this node's VTEP is needed")
     ip = k.get("ipip")
     address = None
+    if ip is not None and not isinstance(ip, dict):
+        raise ConfigError("kernel.ipip: must be an object")
     if ip is not None and ip.get("address") is not None:
         address = _field("kernel.ipip.address", lambda: ipaddress.IPv4Address(ip["address"]).packed)
     return KernelConfig(
@@ -398,5 +411,8 @@ def _kernel(k: dict[str, Any]) -> KernelConfig:
         vxlan=vxlan,
         ipip_address=address,
         ipip=ip is not None or any(p.ipip is not Mode.NEVER for p in pools),
-        vteps=[_vtep(v, f"kernel.vteps[{i}]") for i, v in enumerate(k.get("vteps", []))],
+        vteps=[
+            _field(f"kernel.vteps[{i}]", _vtep, v, f"kernel.vteps[{i}]")
+            for i, v in enumerate(k.get("vteps", []))
+        ],
     )

@@ -216,6 +216,10 @@ def test_duplicate_peer_is_refused() -> None:
         ({"vteps": [{"node": "10.0.0.2", "address": "10.1.0.0", "mac": "zz:0:0:0:0:0"}]},
          "kernel.vteps[0].mac: "),
         ({"subnets": ["10.0.0.1/40"]}, "kernel.subnets[0]: "),
+        ({"pools": ["10.0.0.0/8"]}, "kernel.pools[0]: must be an object"),
+        ({"vxlan": "on"}, "kernel.vxlan: must be an object"),
+        ({"ipip": True}, "kernel.ipip: must be an object"),
+        ({"vteps": [None]}, "kernel.vteps[0]: must be an object"),
     ],
 )  # fmt: skip
 def test_bad_kernel_section_names_the_field(kernel: dict[str, Any], message: str) -> None:
