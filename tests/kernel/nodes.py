@@ -90,16 +90,15 @@ class Node:
         wait_sync(seen, timeout, f"{self.name}: {name}")
         return self.events(name)[0]
 
-    def routes(self, *args: str) -> list[str]:
-        """``ip route show`` lines in the node (IPv4 unless ``-6`` comes first)."""
-        res = sh("ip", "-n", self.ns, "route", "show", *args)
-        return [" ".join(line.split()) for line in res.stdout.splitlines()]
-
     def route(self, prefix: str, *args: str) -> str:
         """The node's route for exactly ``prefix`` (all lines of it), or ''."""
         family = ["-6"] if ":" in prefix else []
         res = sh("ip", *family, "-n", self.ns, "route", "show", *args, "exact", prefix)
         return " ".join(res.stdout.split())
+
+    def wait_route(self, prefix: str, expected: str, timeout: float = 20) -> None:
+        """Until the node's route for ``prefix`` reads ``expected`` ('' for none)."""
+        wait_sync(lambda: self.route(prefix) == expected, timeout, f"{self.name}: {expected!r}")
 
 
 def peer(address: str, peer_as: int = OUR_AS, **extra: Any) -> dict[str, Any]:

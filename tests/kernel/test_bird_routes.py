@@ -106,7 +106,7 @@ def test_routes_from_peers_reach_the_kernel_in_every_mode(lab: Lab) -> None:
         ),
     }
     for prefix, route in expected.items():
-        wait_sync(lambda p=prefix, r=route: node.route(p) == r, 20, route)  # type: ignore[misc]
+        node.wait_route(prefix, route)
     # Not installable, and the reason is reported.
     assert node.route("10.63.1.0/26") == ""
     unplanned = converged["unplanned"]
@@ -117,13 +117,7 @@ def test_routes_from_peers_reach_the_kernel_in_every_mode(lab: Lab) -> None:
         assert node.route("10.64.1.0/26") == ""
         assert unplanned.get("pool 10.64.0.0/16 uses IPIP and tunl0 is missing") == 1
     else:
-        wait_sync(
-            lambda: (
-                node.route("10.64.1.0/26") == f"10.64.1.0/26 via {b_ip} dev tunl0 proto bird onlink"
-            ),
-            10,
-            "the IPIP route",
-        )
+        node.wait_route("10.64.1.0/26", f"10.64.1.0/26 via {b_ip} dev tunl0 proto bird onlink", 10)
     # Other tables and protocols untouched.
     assert sh("ip", "-n", a, "route", "show", "table", "100").stdout.split()[:3] == [
         "10.67.0.0/24", "via", b_ip,
@@ -144,14 +138,10 @@ def test_routes_from_peers_reach_the_kernel_in_every_mode(lab: Lab) -> None:
     print(f"route deleted by hand back after {repaired * 1000:.0f} ms")
     # An interface flap: the kernel drops the routes through up1 without an event.
     sh("ip", "-n", a, "link", "set", "up1", "down")
-    wait_sync(lambda: node.route("10.59.0.0/24") == "", 5, "the kernel to drop C's route")
+    node.wait_route("10.59.0.0/24", "", 5)  # the kernel drops C's route
     sh("ip", "-n", a, "link", "set", "up1", "up")
     for prefix in ("10.59.0.0/24", "10.65.0.0/24"):
-        wait_sync(
-            lambda p=prefix: node.route(p) == expected[p],
-            10,
-            f"{prefix} back",  # type: ignore[misc]
-        )
+        node.wait_route(prefix, expected[prefix], 10)
     assert node.events("kernel-refused") == []
 
 
@@ -171,7 +161,7 @@ def test_restart_under_ping_flood_loses_no_packet(lab: Lab) -> None:
     node = Node(lab, a, "node", config)
     node.start()
     route = f"10.80.0.0/24 via {link.peer_v4} dev up0 proto bird"
-    wait_sync(lambda: node.route("10.80.0.0/24") == route, 30, "the route")
+    node.wait_route("10.80.0.0/24", route, 30)
     assert ping(a, "10.80.0.1", "-c", "1", "-W", "2").returncode == 0
     count = 2500
     flood = subprocess.Popen(
@@ -193,7 +183,7 @@ def test_restart_under_ping_flood_loses_no_packet(lab: Lab) -> None:
         assert node.route("10.81.0.0/24") != ""
         converged = node.wait_event("kernel-converged")
         assert converged["timed_out"] is False
-        wait_sync(lambda: node.route("10.81.0.0/24") == "", 5, "the stale route to go")
+        node.wait_route("10.81.0.0/24", "", 5)  # the stale route goes
         assert node.route("10.80.0.0/24") == route
         out, _ = flood.communicate(timeout=60)
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require_programs, require_root
-from tests.interop.lab import Lab, sh, wait_sync
+from tests.interop.lab import Lab, sh
 
 from .nodes import Node, add_pod, forwarding, peer, ping
 
@@ -80,7 +80,7 @@ def test_pods_reach_each_other_over_vxlan(lab: Lab) -> None:
     # The remote block through the tunnel, our own as a blackhole, both proto bird.
     for node, mine, theirs in ((a, 1, 2), (b, 2, 1)):
         route = f"10.70.{theirs}.0/26 via 10.70.{theirs}.0 dev vxlan.calico proto bird onlink"
-        wait_route(node, f"10.70.{theirs}.0/26", route)
+        node.wait_route(f"10.70.{theirs}.0/26", route)
         assert node.route(f"10.70.{mine}.0/26") == f"blackhole 10.70.{mine}.0/26 proto bird"
     device = sh("ip", "-n", a_ns, "-d", "link", "show", "vxlan.calico").stdout
     assert "vxlan id 4096" in device and "dstport 4789" in device
@@ -94,14 +94,10 @@ def test_pods_reach_each_other_over_vxlan(lab: Lab) -> None:
     assert tx_packets >= 3
     # The device deleted by hand: made again, with its VTEP entries and routes.
     sh("ip", "-n", a_ns, "link", "del", "vxlan.calico")
-    wait_route(a, "10.70.2.0/26", "10.70.2.0/26 via 10.70.2.0 dev vxlan.calico proto bird onlink")
+    a.wait_route("10.70.2.0/26", "10.70.2.0/26 via 10.70.2.0 dev vxlan.calico proto bird onlink")
     res = ping(pod_a, "10.70.2.5", "-c", "2", "-W", "2")
     assert res.returncode == 0, res.stdout + res.stderr
     assert len(a.events("kernel-device")) == 2
-
-
-def wait_route(node: Node, prefix: str, expected: str, timeout: float = 20) -> None:
-    wait_sync(lambda: node.route(prefix) == expected, timeout, f"{node.name}: {expected}")
 
 
 def test_cross_subnet_tunnels_only_to_the_far_subnet(lab: Lab) -> None:
@@ -143,11 +139,11 @@ def test_cross_subnet_tunnels_only_to_the_far_subnet(lab: Lab) -> None:
         node.wait_event("kernel-converged")
     # Node 1: node 2 is beyond the router (VXLAN), node 3 is a neighbour (direct).
     tunnel = "10.70.2.0/26 via 10.70.2.0 dev vxlan.calico proto bird onlink"
-    wait_route(nodes[1], "10.70.2.0/26", tunnel)
-    wait_route(nodes[1], "10.70.3.0/26", "10.70.3.0/26 via 198.18.60.3 dev eth0 proto bird")
-    wait_route(nodes[3], "10.70.1.0/26", "10.70.1.0/26 via 198.18.60.1 dev eth0 proto bird")
+    nodes[1].wait_route("10.70.2.0/26", tunnel)
+    nodes[1].wait_route("10.70.3.0/26", "10.70.3.0/26 via 198.18.60.3 dev eth0 proto bird")
+    nodes[3].wait_route("10.70.1.0/26", "10.70.1.0/26 via 198.18.60.1 dev eth0 proto bird")
     back = "10.70.1.0/26 via 10.70.1.0 dev vxlan.calico proto bird onlink"
-    wait_route(nodes[2], "10.70.1.0/26", back)
+    nodes[2].wait_route("10.70.1.0/26", back)
     for target in ("10.70.2.5", "10.70.3.5"):
         res = ping(pods[1], target, "-c", "3", "-W", "2")
         assert res.returncode == 0 and " 0% packet loss" in res.stdout, (target, res.stdout)
