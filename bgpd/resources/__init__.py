@@ -1,0 +1,1 @@
+"""Calico v3 resources and the label selector language they use."""
