@@ -1,0 +1,1 @@
+"""The CNI plugin: pod networking set up and torn down for the container runtime."""
