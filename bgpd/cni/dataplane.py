@@ -129,7 +129,8 @@ def add(
                 raise CniError(INVALID_NETNS, f"CNI_NETNS: {netns}: {exc}") from None
             try:
                 return _add(
-                    host, container, nsfd, ifname, host_name, mtu=mtu, addresses=addresses,
+                    host, container, nsfd, ifname, host_name, netns=netns, mtu=mtu,
+                    addresses=addresses,
                     undo=undo, routes=routes,
                 )
             finally:
@@ -141,7 +142,7 @@ def add(
 
 
 def _add(
-    host: Rtnl, container: Rtnl, nsfd: int, ifname: str, host_name: str, *, mtu: int,
+    host: Rtnl, container: Rtnl, nsfd: int, ifname: str, host_name: str, *, netns: str, mtu: int,
     addresses: list[Address], undo: list[Callable[[], object]],
     routes: list[tuple[int, bytes, int]] | None,
 ) -> Attached:  # fmt: skip
@@ -168,6 +169,11 @@ def _add(
             for path, value in _HOST_SYSCTLS6:
                 netlink.write_sysctl(path.format(host_name), value)
         host.set_up(host_link.index)
+        if AF_INET6 in families:
+            # No DAD for the pod's link-local address either (Calico: accept_dad=0):
+            # otherwise it stays "tentative" for a second after the link comes up.
+            with netlink.enter_netns(netns):
+                netlink.write_sysctl(f"net/ipv6/conf/{ifname}/accept_dad", "0")
 
         index = container_link.index
         requests = [netlink.set_up_request(index)]

@@ -75,6 +75,13 @@ class CniNode:
         self.pods: list[str] = []
         subprocess.run(["ip", "netns", "add", self.ns], check=True)
         ip(self.ns, "link", "set", "lo", "up")
+        # Proxy ARP answers for 169.254.1.1 only if the node has a route to it
+        # elsewhere, as a real node's default route gives: an uplink to nowhere.
+        ip(self.ns, "link", "add", "up0", "type", "veth", "peer", "name", "up1")
+        ip(self.ns, "link", "set", "up0", "up")
+        ip(self.ns, "link", "set", "up1", "up")
+        ip(self.ns, "route", "add", "default", "dev", "up0")
+        ip(self.ns, "-6", "route", "add", "default", "dev", "up0")
         self.sysctl("net.ipv4.ip_forward", "1")
         self.sysctl("net.ipv6.conf.all.forwarding", "1")
 
