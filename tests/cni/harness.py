@@ -22,6 +22,8 @@ from bgpd.datastore.directory import DirectoryStore
 REFERENCE = Path("/usr/lib/cni")
 REFERENCE_PLUGINS = ("portmap", "bandwidth", "host-local", "ptp", "loopback")
 NETWORK = "k8s-pod-network"
+#: The node's own address (every node has its own namespace, so one value serves).
+NODE_IP = "198.18.0.1"
 _counter = itertools.count(1)
 
 
@@ -78,6 +80,7 @@ class CniNode:
         # Proxy ARP answers for 169.254.1.1 only if the node has a route to it
         # elsewhere, as a real node's default route gives: an uplink to nowhere.
         ip(self.ns, "link", "add", "up0", "type", "veth", "peer", "name", "up1")
+        ip(self.ns, "addr", "add", f"{NODE_IP}/24", "dev", "up0")
         ip(self.ns, "link", "set", "up0", "up")
         ip(self.ns, "link", "set", "up1", "up")
         ip(self.ns, "route", "add", "default", "dev", "up0")
