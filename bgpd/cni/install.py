@@ -15,8 +15,26 @@ import sys
 LAUNCHERS = {"bgpd-cni": "bgpd.cni.plugin", "bgpd-ipam": "bgpd.cni.ipam_plugin"}
 
 
+#: What the plugins import, compiled at install time: with no byte code (or with
+#: PYTHONDONTWRITEBYTECODE set) every pod start would compile it again, ~15 ms.
+COMPILED = ("bgpd/__init__.py", "bgpd/cni", "bgpd/ipam", "bgpd/datastore", "bgpd/resources")
+
+
+def compile_package(package_root: str) -> None:
+    import compileall  # noqa: PLC0415 - install time only
+    import py_compile  # noqa: PLC0415
+
+    for part in COMPILED:
+        path = os.path.join(package_root, part)
+        if os.path.isdir(path):
+            compileall.compile_dir(path, quiet=1)
+        else:
+            py_compile.compile(path)
+
+
 def install(folder: str, python: str = sys.executable) -> list[str]:
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    compile_package(package_root)
     os.makedirs(folder, exist_ok=True)
     written = []
     for name, module in LAUNCHERS.items():

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from . import ipam, plugin, spec
 from .endpoints import handle_of
 from .spec import CHECK_FAILED, INVALID_CONFIG, CniError
+
+TYPE_CHECKING = False  # not from typing: its import costs the CNI plugin ~4 ms
 
 if TYPE_CHECKING:
     from collections.abc import Callable
