@@ -1,0 +1,1 @@
+"""``bgpctl``, the operator's command line (``main``), one module per command group."""

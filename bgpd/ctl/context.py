@@ -1,0 +1,79 @@
+"""What every ``bgpctl`` command works with: the state directory, the node, the
+datastore (opened on first use, never created: a mistyped ``--state-dir`` is an
+error, not a new empty cluster) and how a command fails.
+
+State directory layout (shared with the node agent and the CNI plugin)::
+
+    <state>/store                   the DirectoryStore root
+    <state>/locks/ipam-<node>.lock  the node's IPAM lock
+    <state>/nodename                the node name the agent settled on
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..datastore.directory import DirectoryStore
+
+DEFAULT_STATE_DIR = "/var/lib/bgpd"
+
+
+class CtlError(Exception):
+    """A command that cannot do what was asked: the one-line message is for the
+    operator, and ``bgpctl`` exits 1."""
+
+
+def default_state_dir() -> str:
+    return os.environ.get("BGPD_STATE_DIR") or DEFAULT_STATE_DIR
+
+
+def default_node_name(state_dir: str) -> str:
+    """``NODENAME`` (as calico-node reads it), else the name the node agent wrote to
+    ``<state>/nodename``, else the hostname: as the CNI plugin finds its node."""
+    value = os.environ.get("NODENAME")
+    if value:
+        return value
+    try:
+        with open(f"{state_dir}/nodename") as f:
+            written = f.read().strip()
+        if written:
+            return written
+    except OSError:
+        pass
+    return os.uname().nodename
+
+
+class Context:
+    """One invocation's settings and the datastore they lead to."""
+
+    def __init__(self, state_dir: str, node: str) -> None:
+        self.state_dir = state_dir
+        self.node = node
+        self._store: DirectoryStore | None = None
+
+    @property
+    def store_dir(self) -> str:
+        return f"{self.state_dir}/store"
+
+    @property
+    def ipam_lock(self) -> str:
+        return f"{self.state_dir}/locks/ipam-{self.node}.lock"
+
+    @property
+    def store(self) -> DirectoryStore:
+        if self._store is None:
+            from ..datastore.directory import DirectoryStore  # noqa: PLC0415
+
+            if not os.path.isdir(self.store_dir):
+                raise CtlError(
+                    f"no datastore at {self.store_dir} (set --state-dir or BGPD_STATE_DIR)"
+                )
+            self._store = DirectoryStore(self.store_dir, create=False)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
