@@ -106,6 +106,23 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     release.set_defaults(run=cmd_release)
 
+    configure = sub.add_parser(
+        "configure", parents=parents, help="change the IPAM configuration (IPAMConfig)"
+    )
+    configure.add_argument(
+        "--strictaffinity", choices=("true", "false"),
+        help="true: never borrow addresses from other nodes' blocks",
+    )  # fmt: skip
+    configure.add_argument(
+        "--autoallocateblocks", choices=("true", "false"),
+        help="false: never claim new blocks (only borrow)",
+    )  # fmt: skip
+    configure.add_argument(
+        "--max-blocks-per-host", type=int, metavar="N",
+        help="at most N blocks per node (0: Calico's safeguard of 20); needs strict affinity",
+    )  # fmt: skip
+    configure.set_defaults(run=cmd_configure)
+
 
 def _canonical_ip(text: str) -> tuple[int, int, str]:
     try:
@@ -306,6 +323,52 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
         except OSError as exc:
             raise CtlError(f"report {args.output}: {exc.strerror}") from None
     return 0  # problems found are the report, not a failure (as calicoctl)
+
+
+def updated_configuration(
+    current: dict[str, Any], strict: str | None, auto: str | None, max_blocks: int | None
+) -> dict[str, Any]:
+    """IPAMConfig with the given changes, checked as Calico checks it (CALICO.md §4.1):
+    strictAffinity and autoAllocateBlocks not both false, maxBlocksPerHost not
+    negative and, when set, only with strictAffinity."""
+    config = dict(current)
+    if strict is not None:
+        config["strictAffinity"] = strict == "true"
+    if auto is not None:
+        config["autoAllocateBlocks"] = auto == "true"
+    if max_blocks is not None:
+        config["maxBlocksPerHost"] = max_blocks
+    if config["maxBlocksPerHost"] < 0:
+        raise CtlError("maxBlocksPerHost: must not be negative")
+    if not config["strictAffinity"] and not config["autoAllocateBlocks"]:
+        raise CtlError("strictAffinity and autoAllocateBlocks cannot both be false")
+    if config["maxBlocksPerHost"] and not config["strictAffinity"]:
+        raise CtlError("maxBlocksPerHost: a non-zero limit requires strictAffinity true")
+    return config
+
+
+def cmd_configure(args: argparse.Namespace, ctx: Context) -> int:
+    from ..datastore.base import Conflict  # noqa: PLC0415
+
+    if args.strictaffinity is None and args.autoallocateblocks is None and (
+        args.max_blocks_per_host is None
+    ):
+        raise CtlError("nothing to change: give --strictaffinity, --autoallocateblocks "
+                       "or --max-blocks-per-host")  # fmt: skip
+    store = ctx.store
+    for _ in range(10):
+        record = store.get(CONFIG)
+        config = updated_configuration(
+            gather_configuration(store), args.strictaffinity, args.autoallocateblocks,
+            args.max_blocks_per_host,
+        )  # fmt: skip
+        try:
+            store.put(CONFIG, config, expect=0 if record is None else record.revision)
+        except Conflict:
+            continue
+        sys.stdout.write(format_configuration(config))
+        return 0
+    raise CtlError("IPAMConfig kept changing under us; try again")
 
 
 def cmd_release(args: argparse.Namespace, ctx: Context) -> int:

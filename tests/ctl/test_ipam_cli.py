@@ -771,3 +771,23 @@ def test_installed_script(cluster: Cluster) -> None:
     )  # fmt: skip
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == "bgpctl: IP address 10.65.0.99 is not assigned\n"
+
+
+def test_configure_changes_and_checks_ipam_config(tmp_path: Path, capsys: Any) -> None:
+    ctl = main
+    store = DirectoryStore(str(tmp_path / "store"))
+    base = ["--state-dir", str(tmp_path), "--node-name", "n1", "ipam", "configure"]
+    assert ctl([*base, "--strictaffinity", "true", "--max-blocks-per-host", "4"]) == 0
+    assert "| MaxBlocksPerHost   |     4 |" in capsys.readouterr().out
+    record = store.get("ipam/config")
+    assert record is not None
+    assert record.value == {
+        "strictAffinity": True, "autoAllocateBlocks": True, "maxBlocksPerHost": 4
+    }
+    assert ctl([*base, "--strictaffinity", "false"]) == 1
+    assert "requires strictAffinity" in capsys.readouterr().err
+    assert ctl([*base, "--max-blocks-per-host", "0", "--strictaffinity", "false",
+                "--autoallocateblocks", "false"]) == 1  # fmt: skip
+    assert "cannot both be false" in capsys.readouterr().err
+    after = store.get("ipam/config")
+    assert after is not None and after.revision == record.revision
