@@ -54,9 +54,9 @@ class BadKey(DatastoreError, ValueError):
 def check_key(key: str, prefix: bool = False) -> str:
     """The key itself when it is valid.  A prefix (for ``list`` and ``watch``) may be
     empty or end in ``/``; a key may not."""
-    body = key[:-1] if prefix and key.endswith("/") else key
-    if prefix and body == "":
+    if prefix and key == "":
         return key
+    body = key[:-1] if prefix and key.endswith("/") else key
     for segment in body.split("/"):
         if not segment or segment[0] == "." or not _SEGMENT_CHARS.issuperset(segment):
             raise BadKey(f"bad datastore key {key!r}: segment {segment!r}")

@@ -55,6 +55,7 @@ class DirectoryStore:
             except OSError as exc:
                 raise Unavailable(f"state directory {self.root}: {exc.strerror}") from None
         self._lock_fd = -1
+        self._lock_pid = 0
 
     def __repr__(self) -> str:
         return f"DirectoryStore({self.root!r})"
@@ -103,8 +104,10 @@ class DirectoryStore:
         return records
 
     def keys(self, prefix: str) -> builtins.list[str]:
-        """The keys under ``prefix``, without reading them."""
+        """The keys under ``prefix`` (as for ``list``), without reading them."""
         check_key(prefix, prefix=True)
+        if prefix and not prefix.endswith("/"):
+            raise DatastoreError(f"keys prefix {prefix!r} must end in '/'")
         return sorted(k for k, _ in self._walk(f"{self.root}/{prefix}".rstrip("/"), prefix))
 
     def _walk(self, folder: str, prefix: str) -> Iterator[tuple[str, str]]:
@@ -132,6 +135,10 @@ class DirectoryStore:
     # -- writing ----------------------------------------------------------------
 
     def _lock(self) -> int:
+        if self._lock_pid != os.getpid():
+            # A copy of this object made by fork shares the parent's open lock file,
+            # and flock does not keep two holders of one open file apart: open anew.
+            self.close()
         if self._lock_fd < 0:
             try:
                 self._lock_fd = os.open(
@@ -139,6 +146,7 @@ class DirectoryStore:
                 )
             except OSError as exc:
                 raise Unavailable(f"state directory {self.root}: {exc.strerror}") from None
+            self._lock_pid = os.getpid()
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         return self._lock_fd
 

@@ -107,17 +107,21 @@ class Ipam:
         self.node = node
         self.lock_path = lock_path
         self._lock_fd = -1
+        self._lock_pid = 0
         self._lock_depth = 0
 
     # -- the node-local lock -------------------------------------------------------
 
     def __enter__(self) -> Ipam:
         if self.lock_path is not None:
+            if self._lock_depth == 0 and self._lock_pid != os.getpid():
+                self.close()  # a copy made by fork: the parent's open lock is not ours
             if self._lock_fd < 0:
                 os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
                 self._lock_fd = os.open(
                     self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
                 )
+                self._lock_pid = os.getpid()
             if self._lock_depth == 0:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self._lock_depth += 1
@@ -209,6 +213,9 @@ class Ipam:
         with self:
             config = self.config()
             all_pools = load_pools(self.store)
+            # Filled as addresses are taken, so that a failure half-way through a
+            # family still knows what to give back (and gives back only those: the
+            # handle may hold addresses from an earlier call).
             got: list[Assignment] = []
             try:
                 for family, count, names in ((4, num4, pools4), (6, num6, pools6)):
@@ -217,21 +224,22 @@ class Ipam:
                     pools = self.eligible_pools(family, names, namespace, all_pools)
                     if not pools:
                         raise PoolError(f"no IPv{family} pool is usable on node {self.node!r}")
-                    got += self._assign_family(
+                    self._assign_family(
                         family, count, handle=handle, secondary=secondary, pools=pools,
-                        config=config,
+                        config=config, got=got,
                     )
             except BaseException:
                 if got:
-                    self.release_handle(handle)
+                    self.release_ips([a.address for a in got])
                 raise
             return got
 
     def _assign_family(
         self, family: int, count: int, *, handle: str, secondary: dict[str, str],
-        pools: list[Pool], config: Mapping[str, Any],
-    ) -> list[Assignment]:
-        got: list[Assignment] = []
+        pools: list[Pool], config: Mapping[str, Any], got: list[Assignment],
+    ) -> None:
+        """Append ``count`` addresses of ``family`` to ``got`` as they are taken."""
+        count += len(got)  # from here on, the length ``got`` must reach
         affine = f"host:{self.node}"
         owned = 0
         for record in self.store.list(f"{AFFINITIES}{self.node}/"):
@@ -249,7 +257,7 @@ class Ipam:
                     affinity=affine,
                 )
             if len(got) == count:
-                return got
+                return
 
         limit_hit = False
         if config["autoAllocateBlocks"]:
@@ -274,21 +282,22 @@ class Ipam:
                 start = _random_below(len(blocks)) if blocks else 0
                 for record in blocks[start:] + blocks[:start]:
                     value = record.value
-                    if value.get("affinity") == affine or not value["unallocated"]:
+                    # Our own blocks too: without the node lock, another process of
+                    # this node may have claimed one since we looked.
+                    if not value["unallocated"]:
                         continue
                     got += self._from_block(
                         value["cidr"], pool, count - len(got), handle=handle,
                         secondary=secondary, affinity=None,
                     )
                     if len(got) == count:
-                        return got
+                        return
 
         if len(got) < count:
             if limit_hit:
                 raise BlockLimitError()
             names = ", ".join(p.name for p in pools)
             raise ExhaustedError(f"no IPv{family} addresses available in pools [{names}]")
-        return got
 
     def _blocks(self) -> list[Record]:
         return self.store.list(BLOCKS)
@@ -300,7 +309,13 @@ class Ipam:
         if block is not None and block.value.get("affinity") == f"host:{self.node}":
             self.store.put(record.key, {**record.value, "state": "confirmed"})
             return True
-        self.store.delete(record.key)
+        try:
+            self.store.delete(record.key, expect=record.revision)
+        except Conflict:
+            # Changed since we read it: the claimer is alive (a process of this node
+            # without the node lock) and has just finished its claim.
+            current = self.store.get(record.key)
+            return current is not None and current.value.get("state") == "confirmed"
         return False
 
     def _claim(self, pools: list[Pool]) -> tuple[str, Pool] | None:
@@ -313,18 +328,34 @@ class Ipam:
                     continue
                 affinity_key = f"{AFFINITIES}{self.node}/{segment}"
                 claim = {"node": self.node, "cidr": cidr, "family": pool.family}
-                self.store.put(affinity_key, {**claim, "state": "pending"})
+                try:
+                    # Only if absent: another process of this node (without the node
+                    # lock) may be claiming the same block, and its record is not ours
+                    # to overwrite or, below, to delete.
+                    pending = self.store.put(
+                        affinity_key, {**claim, "state": "pending"}, expect=0
+                    )
+                except Conflict:
+                    continue
                 try:
                     self.store.put(
                         BLOCKS + segment, Block.new(cidr, f"host:{self.node}").to_json(), expect=0
                     )
                 except Conflict:
-                    self.store.delete(affinity_key)
+                    self._unclaim(affinity_key, pending)
                     existing.add(segment)
                     continue
                 self.store.put(affinity_key, {**claim, "state": "confirmed"})
                 return cidr, pool
         return None
+
+    def _unclaim(self, affinity_key: str, revision: int) -> None:
+        """Drop a pending affinity of ours, unless it has changed since (a process of
+        this node that settled or won the claim wrote it)."""
+        try:
+            self.store.delete(affinity_key, expect=revision)
+        except Conflict:
+            return
 
     def _from_block(
         self, cidr: str, pool: Pool, count: int, *, handle: str, secondary: dict[str, str],
