@@ -25,7 +25,14 @@ import os
 
 from . import netlink
 from .netlink import AF_INET, AF_INET6, NetlinkError, Rtnl
-from .spec import CHECK_FAILED, INTERFACE_EXISTS, INVALID_NETNS, KERNEL_ERROR, CniError
+from .spec import (
+    CHECK_FAILED,
+    INTERFACE_EXISTS,
+    INVALID_CONFIG,
+    INVALID_NETNS,
+    KERNEL_ERROR,
+    CniError,
+)
 
 TYPE_CHECKING = False  # not from typing: its import costs the CNI plugin ~4 ms
 
@@ -37,6 +44,8 @@ GATEWAY4 = bytes((169, 254, 1, 1))
 GATEWAY6 = netlink.link_local_from_mac(HOST_MAC)
 ANY4 = bytes(4)
 ANY6 = bytes(16)
+#: RFC 8200 §5: below this the kernel runs no IPv6 on a link (no address, no sysctls).
+IPV6_MIN_MTU = 1280
 _HOST_SYSCTLS4 = (
     ("net/ipv4/conf/{}/route_localnet", "1"),
     ("net/ipv4/neigh/{}/proxy_delay", "0"),
@@ -120,6 +129,8 @@ def add(
     """Steps 1-4 of the module docstring; undo actions are appended to ``undo``.
     ``routes`` (family, destination, length) replace the default routes in the pod
     (host-local's custom routes, CALICO.md §4.5); always through the gateway."""
+    if 0 < mtu < IPV6_MIN_MTU and any(a.family == AF_INET6 for a in addresses):
+        raise CniError(INVALID_CONFIG, f"mtu: {mtu} is below the IPv6 minimum of {IPV6_MIN_MTU}")
     nsfd = open_netns(netns)
     try:
         host = Rtnl()
@@ -197,6 +208,8 @@ def _add(
             _host_route(host, a, host_link.index, host_name)
     except NetlinkError as exc:
         raise _kernel(exc) from None
+    except OSError as exc:  # a sysctl the kernel does not have for this link
+        raise CniError(KERNEL_ERROR, f"{host_name}: {exc}") from None
     return Attached(host_name, container_link.mac)
 
 

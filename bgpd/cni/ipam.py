@@ -89,16 +89,39 @@ def network_name(config: Mapping[str, Any]) -> str:
     return name
 
 
-def assign(ctx: Context, env: Env, config: Mapping[str, Any]) -> dict[str, Any]:
-    """IPAM ADD, in the 1.1.0 result form (addresses with their block's mask)."""
-    section = ipam_section(config)
-    if section["type"] not in OURS:
-        return delegate(ctx, env, config, section)
+def _settings(section: Mapping[str, Any]) -> tuple[int, int, list[str] | None, list[str] | None]:
+    """(IPv4 count, IPv6 count, IPv4 pools, IPv6 pools) of our IPAM's section."""
     num4 = 1 if _flag(section, "assign_ipv4", True) else 0
     num6 = 1 if _flag(section, "assign_ipv6", False) else 0
     pools4, pools6 = _pools(section, "ipv4_pools"), _pools(section, "ipv6_pools")
     if not num4 and not num6:
         raise CniError(INVALID_CONFIG, "ipam: assign_ipv4 and assign_ipv6 are both false")
+    return num4, num6, pools4, pools6
+
+
+def check_config(ctx: Context, env: Env, config: Mapping[str, Any]) -> None:
+    """What ADD can check before it writes anything: our IPAM's settings and the
+    pools they name (read, not written), or that a delegated IPAM plugin exists."""
+    section = ipam_section(config)
+    if section["type"] not in OURS:
+        find_plugin(env, section["type"])
+        return
+    num4, num6, pools4, pools6 = _settings(section)
+    namespace = env.pod()[0] or None
+    for family, count, names in ((4, num4, pools4), (6, num6, pools6)):
+        if count and names:
+            try:
+                ctx.ipam.eligible_pools(family, names, namespace)
+            except PoolError as exc:
+                raise CniError(INVALID_CONFIG, f"ipam.ipv{family}_pools: {exc}") from None
+
+
+def assign(ctx: Context, env: Env, config: Mapping[str, Any]) -> dict[str, Any]:
+    """IPAM ADD, in the 1.1.0 result form (addresses with their block's mask)."""
+    section = ipam_section(config)
+    if section["type"] not in OURS:
+        return delegate(ctx, env, config, section)
+    num4, num6, pools4, pools6 = _settings(section)
     namespace, pod = env.pod()
     attributes = {"namespace": namespace, "pod": pod} if pod else {}
     handle = handle_of(network_name(config), env.container_id)

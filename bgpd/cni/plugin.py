@@ -89,6 +89,9 @@ def cmd_add(env: Env, config: dict[str, Any]) -> dict[str, Any]:
         "namespace": namespace, "pod": pod, "handle": handle_of(network, env.container_id),
         "state": "creating", "pid": os.getpid(),
     }  # fmt: skip
+    # Bad configuration and a missing netns are refused before anything is written.
+    ipam.check_config(ctx, env, config)
+    os.close(dataplane.open_netns(env.netns))
     undo: list[Callable[[], object]] = []
     try:
         stale = ctx.store.get(key)
@@ -193,10 +196,27 @@ def _clear_stale(ctx: ipam.Context, env: Env, config: dict[str, Any], stale: Rec
 def _cleanup(ctx: ipam.Context, env: Env, config: dict[str, Any], value: dict[str, Any]) -> None:
     """Remove what an endpoint record says was (or may have been) made."""
     ifname = value.get("ifname", env.ifname)
-    dataplane.delete(value.get("netns", ""), ifname, value.get("hostIfname"))
+    dataplane.delete(value.get("netns", ""), ifname, _host_end(ctx, value))
     handle = value.get("handle")
     if handle and ipam.ipam_section(config)["type"] in ipam.OURS:
         ctx.ipam.release_handle(handle)
+
+
+def _host_end(ctx: ipam.Context, value: dict[str, Any]) -> str | None:
+    """The host veth a record names, to delete by name; None when another
+    attachment's record names it too: a later sandbox of the same pod (same host
+    name), whose ADD replaced this one's stale host end, owns it now."""
+    name = value.get("hostIfname")
+    if not name:
+        return None
+    this = (value.get("containerID"), value.get("ifname"))
+    for record in node_endpoints(ctx.store, ctx.node):
+        other = record.value
+        if other.get("hostIfname") != name:
+            continue
+        if (other.get("containerID"), other.get("ifname")) != this:
+            return None
+    return str(name)
 
 
 # -- DEL ------------------------------------------------------------------------
@@ -209,7 +229,7 @@ def cmd_del(env: Env, config: dict[str, Any]) -> None:
     key = endpoint_key(ctx.node, env.container_id, env.ifname)
     record = ctx.store.get(key)
     ours = record is not None and record.value.get("containerID") == env.container_id
-    host_name = record.value.get("hostIfname") if record is not None and ours else None
+    host_name = _host_end(ctx, record.value) if record is not None and ours else None
     dataplane.delete(env.netns, env.ifname, host_name)
     ipam.release(ctx, env, config)
     if ours and record is not None:
@@ -383,9 +403,9 @@ def run(
     commands: Mapping[str, Callable[[Env, dict[str, Any]], dict[str, Any] | None]] = COMMANDS,
 ) -> tuple[int, dict[str, Any] | None]:  # fmt: skip
     """One invocation: (exit status, JSON to print or None)."""
-    env = Env(environ)
     version = spec.SPEC_VERSION
     try:
+        env = Env(environ)  # raises on a malformed CNI_ARGS
         env.require()
         if env.command == "VERSION":
             return 0, cmd_version(parse_config(data) if data.strip() else {})

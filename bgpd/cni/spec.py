@@ -77,7 +77,7 @@ def check_version(version: object) -> str:
     if version not in SUPPORTED:
         raise CniError(
             INCOMPATIBLE_VERSION,
-            f"incompatible CNI versions: config is {version!r}, plugin supports "
+            f"cniVersion: incompatible CNI versions: config is {version!r}, plugin supports "
             + ", ".join(SUPPORTED),
         )
     return version
