@@ -78,7 +78,7 @@ def _run_undo(undo: list[Callable[[], object]]) -> None:
 def cmd_add(env: Env, config: dict[str, Any]) -> dict[str, Any]:
     network = ipam.network_name(config)
     mtu = _mtu(config)
-    ipam.ipam_section(config)
+    ipam_type = ipam.ipam_section(config)["type"]
     ctx = ipam.Context(config)
     namespace, pod = env.pod()
     host_name = dataplane.host_veth_name(namespace, pod, env.container_id)
@@ -87,7 +87,7 @@ def cmd_add(env: Env, config: dict[str, Any]) -> dict[str, Any]:
         "containerID": env.container_id, "ifname": env.ifname, "netns": env.netns,
         "hostIfname": host_name, "network": network, "node": ctx.node,
         "namespace": namespace, "pod": pod, "handle": handle_of(network, env.container_id),
-        "state": "creating", "pid": os.getpid(),
+        "ipam": ipam_type, "state": "creating", "pid": os.getpid(),
     }  # fmt: skip
     # Bad configuration and a missing netns are refused before anything is written.
     ipam.check_config(ctx, env, config)

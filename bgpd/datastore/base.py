@@ -18,7 +18,8 @@ once per pod.
 from __future__ import annotations
 
 import builtins
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # not from typing: its import costs the CNI plugin ~4 ms
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

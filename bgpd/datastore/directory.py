@@ -28,9 +28,10 @@ import builtins
 import fcntl
 import json
 import os
-from typing import TYPE_CHECKING
 
 from .base import Conflict, DatastoreError, Record, Unavailable, check_key
+
+TYPE_CHECKING = False  # not from typing: its import costs the CNI plugin ~4 ms
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

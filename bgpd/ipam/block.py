@@ -15,9 +15,9 @@ operators read it unchanged.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .cidr import BITS, format_ip, parse_cidr
+
+TYPE_CHECKING = False  # not from typing: its import costs the CNI plugin ~4 ms
 
 if TYPE_CHECKING:
     from typing import Any
