@@ -306,6 +306,7 @@ def cmd_gc(env: Env, config: dict[str, Any]) -> None:
     keep = {(v.get("containerID"), v.get("ifname")) for v in valid}
     keep_containers = {v.get("containerID") for v in valid}
     ctx = ipam.Context(config)
+    ctx.store.sweep()
     for record in node_endpoints(ctx.store, ctx.node):
         value = record.value
         if value.get("network") != network:

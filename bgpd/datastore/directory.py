@@ -242,6 +242,25 @@ class DirectoryStore:
                 f.write(tail)
             os.rename(temp, path)
 
+    def sweep(self) -> list[str]:
+        """Remove the temporary files of writers that died before their rename
+        (``.<key>.json.<pid>`` with no such process); the paths removed.  Readers
+        never see them; this only gives the disk space back."""
+        removed = []
+        for folder, _dirs, files in os.walk(self.root):
+            for name in files:
+                if not name.startswith(".") or not name.endswith(tuple("0123456789")):
+                    continue
+                stem, _, pid = name.rpartition(".")
+                if not stem.endswith(".json") or not pid.isdigit() or _alive(int(pid)):
+                    continue
+                try:
+                    os.unlink(f"{folder}/{name}")
+                    removed.append(f"{folder}/{name}")
+                except FileNotFoundError:
+                    pass
+        return removed
+
     def check(self) -> None:
         """Raise Unavailable unless a write could be served now: the directory is
         there, writable, and its lock can be taken."""
@@ -265,3 +284,13 @@ def _fsync_dir(folder: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -440,3 +440,18 @@ async def test_a_watcher_keeping_up_is_not_disturbed_by_cuts(store: DirectorySto
             revision = store.put(f"a/{i}", {"i": i})
             assert summary(await take(it, 1)) == [(revision, f"a/{i}", {"i": i})]
     assert _log_entries(store)[0][0] > 1, "the log was not cut"
+
+
+def test_sweep_removes_only_dead_writers_temporaries(tmp_path: Path) -> None:
+    store = DirectoryStore(str(tmp_path / "s"))
+    store.put("a/b", {"x": 1})
+    folder = tmp_path / "s" / "a"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = folder / f".b.json.{dead.pid}"
+    live = folder / f".b.json.{os.getpid()}"
+    stale.write_text("{")
+    live.write_text("{")
+    assert store.sweep() == [str(stale)]
+    assert not stale.exists() and live.exists()
+    assert store.get("a/b") is not None and store.keys("a/") == ["a/b"]
