@@ -242,7 +242,7 @@ class DirectoryStore:
                 f.write(tail)
             os.rename(temp, path)
 
-    def sweep(self) -> list[str]:
+    def sweep(self) -> builtins.list[str]:
         """Remove the temporary files of writers that died before their rename
         (``.<key>.json.<pid>`` with no such process); the paths removed.  Readers
         never see them; this only gives the disk space back."""
