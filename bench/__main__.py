@@ -7,7 +7,7 @@ import sys
 
 from .report import Row, emit
 
-BENCHMARKS = ["codec", "sessions", "rib", "kernel"]
+BENCHMARKS = ["codec", "sessions", "rib", "kernel", "cni"]
 
 
 def main(argv: list[str]) -> int:
