@@ -4,11 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := bird2 gobgpd iproute2 iputils-ping containernetworking-plugins iptables
-CORE := bgpd/messages bgpd/fsm bgpd/rib bgpd/kernel bgpd/speaker.py bgpd/standalone.py bgpd/standalone_config.py reflector
+CORE := bgpd/messages bgpd/fsm bgpd/rib bgpd/kernel bgpd/speaker.py bgpd/standalone.py bgpd/standalone_config.py reflector \
+	bgpd/datastore bgpd/ipam bgpd/cni bgpd/resources bgpd/ctl
 BENCH ?=
 FUZZ_COUNT ?= 1000000
+CNI_BIN_DIR ?= /opt/cni/bin
 
-.PHONY: all setup debian-deps run test lint unit bench fuzz clean
+.PHONY: all setup debian-deps run test lint unit bench fuzz clean cni-install
 
 all: test
 
@@ -34,6 +36,9 @@ debian-deps:
 
 run: setup
 	$(PY) -m bgpd.dump tests/data/*.bgp
+
+cni-install: setup
+	$(PY) -m bgpd.cni.install $(CNI_BIN_DIR)
 
 lint: setup
 	$(VENV)/bin/ruff check bgpd reflector tests bench tools
