@@ -13,9 +13,9 @@ false), ``ipv4_pools`` and ``ipv6_pools`` (names or CIDRs).
 
 from __future__ import annotations
 
-import json
 import os
 
+from ..datastore import codec
 from ..datastore.base import Unavailable
 from ..datastore.directory import DirectoryStore
 from ..ipam.allocator import NODES, ExhaustedError, Ipam, PoolError
@@ -190,7 +190,7 @@ def pod_cidrs(ctx: Context) -> list[str]:
 
 def substitute_pod_cidr(ctx: Context, section: dict[str, Any]) -> dict[str, Any]:
     """host-local's ``usePodCidr``/``usePodCidrIPv6`` replaced by the node's pod CIDRs."""
-    text = json.dumps(section)
+    text = codec.dumps(section)
     if "usePodCidr" not in text:
         return section
     cidrs = pod_cidrs(ctx)
@@ -236,12 +236,12 @@ def delegate(
         section = substitute_pod_cidr(ctx, section)
     conf = {**config, "ipam": section}
     proc = subprocess.run(
-        [find_plugin(env, section["type"])], input=json.dumps(conf).encode(),
+        [find_plugin(env, section["type"])], input=codec.dumps(conf, sort_keys=False).encode(),
         capture_output=True, env=dict(os.environ), check=False,
     )  # fmt: skip
     out = proc.stdout.decode() or "{}"
     try:
-        answer = json.loads(out)
+        answer = codec.loads(out)
     except ValueError:
         answer = {"msg": out}
     if proc.returncode != 0:

@@ -4,7 +4,6 @@ IPAM result has no interfaces) and shares everything else with ``bgpd-cni``."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -80,10 +79,7 @@ COMMANDS: dict[str, Callable[[Env, dict[str, Any]], dict[str, Any] | None]] = {
 
 
 def main() -> int:
-    status, out = plugin.run(os.environ, sys.stdin.buffer.read(), COMMANDS)
-    if out is not None:
-        sys.stdout.write(json.dumps(out) + "\n")
-    return status
+    return plugin.leave(plugin.finish(*plugin.run(os.environ, sys.stdin.buffer.read(), COMMANDS)))
 
 
 __all__ = ["main", "spec"]

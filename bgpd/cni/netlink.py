@@ -7,8 +7,9 @@ standard library's wrappers: ``_socket`` (the ``socket`` module adds ~10 ms of
 ``enum``, ``selectors`` and ``collections`` for conveniences not used here),
 ``posix`` (``os`` without its ``_collections_abc`` and ``posixpath``; the
 import system has loaded ``posix`` already), ``struct`` and ``errno``.
-``ctypes`` is imported only on first entering a namespace (``setns`` is not in
-``os`` before Python 3.12).  Hence also plain classes with ``__slots__``, and
+``_ctypes`` is imported only on first entering a namespace (``setns`` is not in
+``os`` before Python 3.12; ``ctypes`` itself would cost 7 ms).  Hence also
+plain classes with ``__slots__``, and
 no dataclasses, enums, ``ipaddress`` or ``typing`` at run time.  The layouts are
 declared as ``struct`` formats in host byte order under the kernel definitions
 they mirror (``include/uapi/linux/netlink.h``, ``rtnetlink.h``, ``if_link.h``,
@@ -42,8 +43,8 @@ import struct
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import ctypes
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import Any
 
 AF_INET = _socket.AF_INET
 AF_INET6 = _socket.AF_INET6
@@ -171,12 +172,49 @@ class NetlinkError(OSError):
 
 # --- namespaces -------------------------------------------------------------
 
-_libc: ctypes.CDLL | None = None
+_libc_setns: Callable[[int, int], int] | None = None
+
+
+def _load_setns() -> Callable[[int, int], int]:
+    """libc's setns(2) as a callable, through ``_ctypes`` itself: ``import ctypes``
+    costs each pod ~7 ms, ``_ctypes`` under 1.  The few lines ``ctypes.CDLL``
+    would run are spelled out: an ``int``-returning C function, errno kept
+    (read with ``_ctypes.get_errno``).  Any surprise falls back to ctypes."""
+    try:
+        import _ctypes  # noqa: PLC0415 - see the module docstring
+
+        simple: Any = _ctypes._SimpleCData  # generic only to type checkers
+
+        class _Int(simple):  # type: ignore[misc]  # ctypes.c_int
+            _type_ = "i"
+
+        class _Function(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = _Int
+
+        class _Libc:
+            _handle = _ctypes.dlopen(None, 0)  # type: ignore[arg-type]  # this program
+
+        function = _Function(("setns", _Libc()))  # type: ignore[arg-type]  # has _handle
+
+        def call(fd: int, kind: int) -> int:
+            return 0 if function(fd, kind) == 0 else int(_ctypes.get_errno())
+
+        return call
+    except Exception:  # an interpreter whose internals differ
+        import ctypes  # noqa: PLC0415
+
+        libc = ctypes.CDLL(None, use_errno=True)
+
+        def fallback(fd: int, kind: int) -> int:
+            return 0 if libc.setns(fd, kind) == 0 else ctypes.get_errno()
+
+        return fallback
 
 
 def _setns(fd: int, path: str) -> None:
     """setns(2) into the network namespace open as ``fd``, for this thread."""
-    global _libc  # noqa: PLW0603 - loaded once, on first use, to keep ctypes off start-up
+    global _libc_setns  # noqa: PLW0603 - loaded once, on first use, to keep it off start-up
     code = 0
     native = getattr(posix, "setns", None)  # Python >= 3.12
     if native is not None:
@@ -185,12 +223,9 @@ def _setns(fd: int, path: str) -> None:
         except OSError as exc:
             code = exc.errno or errno.EINVAL
     else:
-        import ctypes  # noqa: PLC0415 - see the module docstring
-
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            code = ctypes.get_errno()
+        if _libc_setns is None:
+            _libc_setns = _load_setns()
+        code = _libc_setns(fd, CLONE_NEWNET)
     if code == errno.EINVAL:
         raise NetlinkError(code, "not a network namespace", f"enter {path}")
     if code:

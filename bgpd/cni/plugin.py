@@ -16,10 +16,10 @@ record and ``prevResult``.  GC releases this network's attachments not in
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
+from ..datastore import codec
 from ..datastore.base import DatastoreError, Unavailable
 from . import dataplane, ipam, spec
 from .endpoints import endpoint_key, handle_of, node_endpoints
@@ -47,7 +47,7 @@ HOST_MAC_TEXT = "ee:ee:ee:ee:ee:ee"
 
 def parse_config(data: bytes) -> dict[str, Any]:
     try:
-        config = json.loads(data or b"null")
+        config = codec.loads(data or b"null")
     except ValueError as exc:
         raise CniError(spec.DECODE_FAILURE, f"network configuration is not JSON: {exc}") from None
     if not isinstance(config, dict):
@@ -435,11 +435,23 @@ def run(
         return 1, CniError(INTERNAL, f"internal error: {exc!r}", trace).to_json(version)
 
 
-def main() -> int:
-    status, out = run(os.environ, sys.stdin.buffer.read())
+def finish(status: int, out: dict[str, Any] | None) -> int:
+    """Print the answer; the exit status."""
     if out is not None:
-        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.write(codec.dumps(out, sort_keys=False) + "\n")
     return status
+
+
+def leave(status: int) -> int:
+    """Exit at once, flushed: ``os._exit`` skips the interpreter's teardown
+    (~5 ms a pod), which a one-shot process has no use for."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def main() -> int:
+    return leave(finish(*run(os.environ, sys.stdin.buffer.read())))
 
 
 if __name__ == "__main__":

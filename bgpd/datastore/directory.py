@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import builtins
 import fcntl
-import json
 import os
 
+from . import codec
 from .base import Conflict, DatastoreError, Record, Unavailable, check_key
 
 TYPE_CHECKING = False  # not from typing: its import costs the CNI plugin ~4 ms
@@ -82,7 +82,7 @@ class DirectoryStore:
         except OSError as exc:
             raise Unavailable(f"{path}: {exc.strerror}") from None
         try:
-            stored = json.loads(data)
+            stored = codec.loads(data)
             return Record(key, stored["value"], stored["revision"])
         except (ValueError, KeyError, TypeError) as exc:
             # Writes are atomic, so this is damage from outside: say where.
@@ -173,7 +173,7 @@ class DirectoryStore:
     def put(self, key: str, value: dict[str, Any], expect: int | None = None) -> int:
         path = self._path(check_key(key))
         data_prefix = b'{"revision": '
-        body = json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+        body = codec.dumps(value).encode()
         self._lock()
         try:
             if expect is not None:
