@@ -97,8 +97,10 @@ def cmd_add(env: Env, config: dict[str, Any]) -> dict[str, Any]:
         stale = ctx.store.get(key)
         if stale is not None:
             _clear_stale(ctx, env, config, stale)
-        ctx.store.put(key, record)
-        undo.append(lambda: ctx.store.delete(key))
+        # Endpoint records describe veths, which do not outlive a machine crash:
+        # no fsync for them (the allocations they point at are durable).
+        ctx.store.put(key, record, durable=False)
+        undo.append(lambda: ctx.store.delete(key, durable=False))
         allocated = ipam.assign(ctx, env, config)
         undo.append(lambda: ipam.release(ctx, env, config))
         addresses, routes = _from_ipam(allocated)
@@ -120,7 +122,7 @@ def cmd_add(env: Env, config: dict[str, Any]) -> dict[str, Any]:
             "routes": [_route_text(r) for r in routes or ()],
         }  # fmt: skip
         del ready["pid"]
-        ctx.store.put(key, ready)
+        ctx.store.put(key, ready, durable=False)
     except BaseException:
         _run_undo(undo)
         raise
@@ -233,7 +235,7 @@ def cmd_del(env: Env, config: dict[str, Any]) -> None:
     dataplane.delete(env.netns, env.ifname, host_name)
     ipam.release(ctx, env, config)
     if ours and record is not None:
-        ctx.store.delete(key)
+        ctx.store.delete(key, durable=False)
 
 
 # -- CHECK ----------------------------------------------------------------------
@@ -316,7 +318,7 @@ def cmd_gc(env: Env, config: dict[str, Any]) -> None:
         if value.get("state") == "creating" and _alive(value.get("pid")):
             continue  # an ADD still under way
         _cleanup(ctx, env, config, value)
-        ctx.store.delete(record.key, expect=record.revision)
+        ctx.store.delete(record.key, expect=record.revision, durable=False)
     # Handles with no record at all: a plugin killed between IPAM and the record
     # cannot leave one (the record comes first), but a crashed DEL can.
     prefix = f"{network}."

@@ -107,11 +107,16 @@ if TYPE_CHECKING:
         def keys(self, prefix: str) -> builtins.list[str]:
             """The keys under ``prefix``, without their values."""
 
-        def put(self, key: str, value: dict[str, Any], expect: int | None = None) -> int:
+        def put(
+            self, key: str, value: dict[str, Any], expect: int | None = None,
+            durable: bool = True,
+        ) -> int:
             """Write ``value``; with ``expect``, only if the key is at that revision
-            (0: absent), else raise Conflict.  Returns the new revision."""
+            (0: absent), else raise Conflict.  Returns the new revision.
+            ``durable=False``: the value need not outlive a machine crash (a
+            backend may write it faster, or ignore the hint)."""
 
-        def delete(self, key: str, expect: int | None = None) -> bool:
+        def delete(self, key: str, expect: int | None = None, durable: bool = True) -> bool:
             """Remove the key (False when it was absent); with ``expect``, only if
             it is at that revision, else raise Conflict."""
 

@@ -8,10 +8,10 @@ Layout under the root::
     .changes        the change log: one line "<revision> P|D <key>" per write
 
 A write, under the lock: check ``expect`` against the file on disk; take the next
-revision and make it durable *first* (so a writer killed half-way skips a number
-but never hands the same one out twice, which would let a stale compare-and-swap
-pass); write a temporary file, fsync, rename over the key, fsync the directory;
-append to the change log.  Readers take no lock: a rename is atomic, so a reader
+revision *first* (so a writer killed half-way skips a number but never hands the
+same one out twice, which would let a stale compare-and-swap pass), above the
+key's own; write a temporary file, fsync, rename over the key, fsync the
+directory; append to the change log.  Readers take no lock: a rename is atomic, so a reader
 sees the old file or the new one, never half of either.
 
 Watchers (``watch.py``) follow the change log with inotify.  The log is cut back
@@ -154,14 +154,18 @@ class DirectoryStore:
     def _unlock(self) -> None:
         fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _next_revision(self) -> int:
+    def _next_revision(self, floor: int) -> int:
+        """The next revision, above the counter and above ``floor`` (the key's own
+        revision now): so a key's revisions always grow, even if the counter lost
+        its last writes with the machine (it is not synced: a killed process
+        loses nothing from the page cache, and a machine crash takes every
+        process holding an older read with it)."""
         fd = os.open(f"{self.root}/.revision", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            revision = int(os.pread(fd, 32, 0) or b"0") + 1
+            revision = max(int(os.pread(fd, 32, 0) or b"0"), floor) + 1
             text = str(revision).encode()
             os.pwrite(fd, text, 0)
             os.ftruncate(fd, len(text))
-            os.fdatasync(fd)
         finally:
             os.close(fd)
         return revision
@@ -170,17 +174,22 @@ class DirectoryStore:
         record = self._read(key, path)
         return 0 if record is None else record.revision
 
-    def put(self, key: str, value: dict[str, Any], expect: int | None = None) -> int:
+    def put(
+        self, key: str, value: dict[str, Any], expect: int | None = None, durable: bool = True
+    ) -> int:
+        """Write ``value`` (see ``Datastore.put``).  ``durable=False`` skips the
+        fsyncs, for records of state that a machine crash wipes out anyway (the
+        CNI plugin's endpoint records describe veths, which do not survive one);
+        the write is still atomic."""
         path = self._path(check_key(key))
         data_prefix = b'{"revision": '
         body = codec.dumps(value).encode()
         self._lock()
         try:
-            if expect is not None:
-                actual = self._current(key, path)
-                if actual != expect:
-                    raise Conflict(key, expect, actual)
-            revision = self._next_revision()
+            actual = self._current(key, path)
+            if expect is not None and actual != expect:
+                raise Conflict(key, expect, actual)
+            revision = self._next_revision(actual)
             folder, name = path.rsplit("/", 1)
             temp = f"{folder}/.{name}.{os.getpid()}"
             data = data_prefix + str(revision).encode() + b', "value": ' + body + b"}\n"
@@ -191,11 +200,13 @@ class DirectoryStore:
                 fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
             try:
                 os.write(fd, data)
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             os.rename(temp, path)
-            _fsync_dir(folder)
+            if durable:
+                _fsync_dir(folder)
             self._log(revision, "P", key)
             return revision
         except OSError as exc:
@@ -203,7 +214,7 @@ class DirectoryStore:
         finally:
             self._unlock()
 
-    def delete(self, key: str, expect: int | None = None) -> bool:
+    def delete(self, key: str, expect: int | None = None, durable: bool = True) -> bool:
         path = self._path(check_key(key))
         self._lock()
         try:
@@ -212,9 +223,10 @@ class DirectoryStore:
                 raise Conflict(key, expect, actual)
             if actual == 0:
                 return False
-            revision = self._next_revision()
+            revision = self._next_revision(actual)
             os.unlink(path)
-            _fsync_dir(path.rsplit("/", 1)[0])
+            if durable:
+                _fsync_dir(path.rsplit("/", 1)[0])
             self._log(revision, "D", key)
             return True
         except OSError as exc:
