@@ -8,7 +8,6 @@ matches the node's labels and its namespace selector the pod namespace's labels.
 
 from __future__ import annotations
 
-from ..resources.selector import parse_cached
 from .cidr import BITS, format_cidr, parse_cidr
 
 TYPE_CHECKING = False  # not from typing: its import costs the CNI plugin ~4 ms
@@ -46,10 +45,10 @@ class Pool:
         return f"Pool({self.name!r}, {self.cidr})"
 
     def selects_node(self, labels: Mapping[str, str]) -> bool:
-        return parse_cached(self.node_selector).matches(labels)
+        return _matches(self.node_selector, labels)
 
     def selects_namespace(self, labels: Mapping[str, str]) -> bool:
-        return parse_cached(self.namespace_selector).matches(labels)
+        return _matches(self.namespace_selector, labels)
 
     @property
     def block_count(self) -> int:
@@ -75,6 +74,14 @@ class Pool:
     def holds(self, family: int, value: int) -> bool:
         shift = BITS[family] - self.length
         return family == self.family and value >> shift == self.network >> shift
+
+
+def _matches(selector: str, labels: Mapping[str, str]) -> bool:
+    if selector == "all()":
+        return True  # the usual case, without loading the selector parser (~1 ms a pod)
+    from ..resources.selector import parse_cached  # noqa: PLC0415
+
+    return parse_cached(selector).matches(labels)
 
 
 def load_pools(store: Datastore) -> list[Pool]:
