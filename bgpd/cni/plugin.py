@@ -260,7 +260,7 @@ def cmd_check(env: Env, config: dict[str, Any]) -> None:
     if claimed != ips:
         raise CniError(CHECK_FAILED, f"prevResult has addresses {claimed}, ADD made {ips}")
     addresses = [dataplane.Address(ip.partition("/")[0]) for ip in ips]
-    routes, _ = _routes_of(value)
+    routes = _routes_of(value)
     dataplane.check(
         env.netns, env.ifname, value["hostIfname"], mtu=value.get("mtu", 0),
         mac=value.get("mac", ""), addresses=addresses, routes=routes,
@@ -280,10 +280,11 @@ def _host_prefix(address: str) -> str:
     return f"{bare}/{128 if ':' in bare else 32}"
 
 
-def _routes_of(value: dict[str, Any]) -> tuple[list[tuple[int, bytes, int]] | None, None]:
+def _routes_of(value: dict[str, Any]) -> list[tuple[int, bytes, int]] | None:
+    """The custom pod routes a record keeps (a delegated IPAM's), None for the default."""
     texts = value.get("routes") or []
     if not texts:
-        return None, None
+        return None
     from .netlink import AF_INET, AF_INET6, inet_pton  # noqa: PLC0415
 
     out = []
@@ -291,7 +292,7 @@ def _routes_of(value: dict[str, Any]) -> tuple[list[tuple[int, bytes, int]] | No
         address, _, length = text.partition("/")
         family = AF_INET6 if ":" in address else AF_INET
         out.append((family, inet_pton(family, address), int(length)))
-    return out, None
+    return out
 
 
 # -- GC and STATUS ----------------------------------------------------------------

@@ -35,7 +35,7 @@ import time
 
 from ..datastore.base import Conflict
 from .block import Block
-from .cidr import cidr_of_key, format_ip, key_of, parse_ip
+from .cidr import key_of, parse_ip
 from .pools import Pool, load_pools, pool_for
 
 TYPE_CHECKING = False  # not from typing: its import costs the CNI plugin ~4 ms
@@ -533,4 +533,4 @@ def announcements(store: Datastore, node: str) -> tuple[list[str], list[str]]:
 
 
 __all__ = ["Assignment", "BlockLimitError", "ExhaustedError", "Ipam", "IpamError", "PoolError",
-           "announcements", "cidr_of_key", "format_ip"]
+           "announcements"]

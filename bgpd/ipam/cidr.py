@@ -65,8 +65,3 @@ def contains(cidr: tuple[int, int, int], family: int, value: int) -> bool:
 def key_of(cidr_text: str) -> str:
     """A CIDR as a datastore key segment (``/`` is the key separator)."""
     return cidr_text.replace("/", "-")
-
-
-def cidr_of_key(segment: str) -> str:
-    address, _, length = segment.rpartition("-")
-    return f"{address}/{length}"
