@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..datastore import codec
+from ..datastore import codec, local
 from ..datastore.base import DatastoreError, Unavailable
 from . import dataplane, ipam, spec
 from .endpoints import endpoint_key, handle_of, node_endpoints
@@ -316,7 +316,7 @@ def cmd_gc(env: Env, config: dict[str, Any]) -> None:
             continue
         if (value.get("containerID"), value.get("ifname")) in keep:
             continue
-        if value.get("state") == "creating" and _alive(value.get("pid")):
+        if value.get("state") == "creating" and local.pid_alive(value.get("pid")):
             continue  # an ADD still under way
         _cleanup(ctx, env, config, value)
         ctx.store.delete(record.key, expect=record.revision, durable=False)
@@ -355,18 +355,6 @@ def handle_on_node(ctx: ipam.Context, handle: str) -> bool:
             if (attrs.get("secondary") or {}).get("node") == ctx.node:
                 return True
     return False
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def cmd_status(env: Env, config: dict[str, Any]) -> None:

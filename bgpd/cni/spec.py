@@ -12,7 +12,7 @@ Results are built in 1.1.0 form and converted down: 0.3.x and 0.4.0 carry
 
 from __future__ import annotations
 
-import os
+from ..datastore import local
 
 TYPE_CHECKING = False  # not from typing: its import costs the CNI plugin ~4 ms
 
@@ -175,25 +175,18 @@ def convert_result(result: Mapping[str, Any], version: str) -> dict[str, Any]:
 def state_dir(config: Mapping[str, Any]) -> str:
     """Where the datastore and our local files live: the config's ``state_dir``,
     else ``BGPD_STATE_DIR``, else ``/var/lib/bgpd`` (as every process finds it)."""
-    value = config.get("state_dir") or os.environ.get("BGPD_STATE_DIR") or "/var/lib/bgpd"
+    value = config.get("state_dir") or local.state_dir()
     if not isinstance(value, str):
         raise CniError(INVALID_CONFIG, "state_dir: must be a string")
     return value
 
 
 def node_name(config: Mapping[str, Any], state: str) -> str:
-    """The node: config ``nodename``, else ``NODENAME`` (as calico-node reads it),
-    else the name the node agent wrote to ``<state>/nodename``, else the hostname."""
-    value = config.get("nodename") or os.environ.get("NODENAME")
+    """The node: config ``nodename``, else as every process finds it
+    (``bgpd.datastore.local.node_name``)."""
+    value = config.get("nodename")
     if value:
         if not isinstance(value, str):
             raise CniError(INVALID_CONFIG, "nodename: must be a string")
         return value
-    try:
-        with open(f"{state}/nodename") as f:
-            written = f.read().strip()
-        if written:
-            return written
-    except OSError:
-        pass
-    return os.uname().nodename
+    return local.node_name(state)

@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from ..datastore import local
+
 if TYPE_CHECKING:
     from ..datastore.directory import DirectoryStore
 
-DEFAULT_STATE_DIR = "/var/lib/bgpd"
 
 
 class CtlError(Exception):
@@ -26,23 +27,12 @@ class CtlError(Exception):
 
 
 def default_state_dir() -> str:
-    return os.environ.get("BGPD_STATE_DIR") or DEFAULT_STATE_DIR
+    return local.state_dir()
 
 
 def default_node_name(state_dir: str) -> str:
-    """``NODENAME`` (as calico-node reads it), else the name the node agent wrote to
-    ``<state>/nodename``, else the hostname: as the CNI plugin finds its node."""
-    value = os.environ.get("NODENAME")
-    if value:
-        return value
-    try:
-        with open(f"{state_dir}/nodename") as f:
-            written = f.read().strip()
-        if written:
-            return written
-    except OSError:
-        pass
-    return os.uname().nodename
+    """As the CNI plugin finds its node (``bgpd.datastore.local.node_name``)."""
+    return local.node_name(state_dir)
 
 
 class Context:

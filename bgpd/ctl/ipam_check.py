@@ -44,9 +44,9 @@ dictionaries alike.  ``Checker.problems`` is the report's list.
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING
 
+from ..datastore.local import pid_alive
 from ..ipam.block import Block
 from ..ipam.cidr import contains, format_cidr, format_ip, parse_cidr, parse_ip
 
@@ -81,19 +81,6 @@ WINDOWS_RESERVED_HANDLE = "windows-reserved-ipam-handle"
 #: IPAM types whose addresses are ours; a record naming another was delegated.
 OUR_IPAM = ("bgpd-ipam", "calico-ipam")
 TOP_NODES = 20
-
-
-def pid_alive(pid: object) -> bool:
-    """Whether a plugin process still runs (the CNI plugin's own test)."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def attr_string(attribute: dict[str, Any]) -> str:

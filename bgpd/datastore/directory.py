@@ -28,7 +28,7 @@ import builtins
 import fcntl
 import os
 
-from . import codec
+from . import codec, local
 from .base import Conflict, DatastoreError, Record, Unavailable, check_key
 
 TYPE_CHECKING = False  # not from typing: its import costs the CNI plugin ~4 ms
@@ -264,7 +264,7 @@ class DirectoryStore:
                 if not name.startswith(".") or not name.endswith(tuple("0123456789")):
                     continue
                 stem, _, pid = name.rpartition(".")
-                if not stem.endswith(".json") or not pid.isdigit() or _alive(int(pid)):
+                if not stem.endswith(".json") or not pid.isdigit() or local.pid_alive(int(pid)):
                     continue
                 try:
                     os.unlink(f"{folder}/{name}")
@@ -297,12 +297,3 @@ def _fsync_dir(folder: str) -> None:
     finally:
         os.close(fd)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
