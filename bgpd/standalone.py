@@ -59,6 +59,7 @@ from .fsm import (
     RoutesReceived,
     SessionDown,
     SessionEvent,
+    SessionState,
     StateChanged,
     UpdateErrorHandled,
 )
@@ -355,8 +356,15 @@ class StandaloneSpeaker:
             self._kick()
 
     def _ready(self, name: str) -> bool:
+        """Output is taken for a peer only while its session is Established: one
+        that went down in this loop pass, before the RIB heard of it, keeps its
+        output staged until the RIB's down handling drops it (a re-established
+        session gets the whole table again)."""
         peer = self.speaker.peers.get(name)
-        return name not in self._held and peer is not None and peer.driver.writable
+        return (
+            name not in self._held and peer is not None and peer.driver.writable
+            and peer.driver.session.state == SessionState.ESTABLISHED
+        )  # fmt: skip
 
     # -- session events
 
