@@ -160,19 +160,7 @@ def release(ctx: Context, env: Env, config: Mapping[str, Any]) -> None:
 
 def held(ctx: Context, handle: str) -> set[str]:
     """The addresses a handle holds, read from the blocks themselves."""
-    from ..ipam.block import Block  # noqa: PLC0415 - only CHECK needs it
-    from ..ipam.cidr import key_of  # noqa: PLC0415
-
-    record = ctx.store.get(f"ipam/handles/{handle}")
-    if record is None:
-        return set()
-    out: set[str] = set()
-    for cidr in record.value["block"]:
-        block_record = ctx.store.get(f"ipam/blocks/{key_of(cidr)}")
-        if block_record is not None:
-            block = Block(block_record.value)
-            out.update(block.address(o) for o in block.ordinals_of(handle))
-    return out
+    return {block.address(o) for block, o in ctx.ipam.allocations(handle)}
 
 
 # -- delegation -----------------------------------------------------------------

@@ -151,8 +151,6 @@ def _from_ipam(
 ) -> tuple[list[dataplane.Address], list[tuple[int, bytes, int]] | None]:
     """The pod's addresses (each used as /32 or /128, whatever mask IPAM gave, as
     Calico's plugin does) and any custom routes a delegated IPAM returned."""
-    from .netlink import AF_INET, AF_INET6, inet_pton  # noqa: PLC0415
-
     addresses = []
     for ip in allocated.get("ips") or ():
         text = str(ip.get("address", "")).partition("/")[0]
@@ -165,13 +163,20 @@ def _from_ipam(
     routes = []
     for route in allocated.get("routes") or ():
         dst = str(route.get("dst", ""))
-        address, _, length = dst.partition("/")
-        family = AF_INET6 if ":" in address else AF_INET
         try:
-            routes.append((family, inet_pton(family, address), int(length)))
+            routes.append(_route_tuple(dst))
         except (OSError, ValueError):
             raise CniError(INVALID_CONFIG, f"ipam: returned a bad route {dst!r}") from None
     return addresses, routes or None
+
+
+def _route_tuple(dst: str) -> tuple[int, bytes, int]:
+    """``a.b.c.d/n`` (or IPv6) as (family, packed, length)."""
+    from .netlink import AF_INET, AF_INET6, inet_pton  # noqa: PLC0415
+
+    address, _, length = dst.partition("/")
+    family = AF_INET6 if ":" in address else AF_INET
+    return family, inet_pton(family, address), int(length)
 
 
 def _clear_stale(ctx: ipam.Context, env: Env, config: dict[str, Any], stale: Record) -> None:
@@ -282,17 +287,7 @@ def _host_prefix(address: str) -> str:
 
 def _routes_of(value: dict[str, Any]) -> list[tuple[int, bytes, int]] | None:
     """The custom pod routes a record keeps (a delegated IPAM's), None for the default."""
-    texts = value.get("routes") or []
-    if not texts:
-        return None
-    from .netlink import AF_INET, AF_INET6, inet_pton  # noqa: PLC0415
-
-    out = []
-    for text in texts:
-        address, _, length = text.partition("/")
-        family = AF_INET6 if ":" in address else AF_INET
-        out.append((family, inet_pton(family, address), int(length)))
-    return out
+    return [_route_tuple(text) for text in value.get("routes") or ()] or None
 
 
 # -- GC and STATUS ----------------------------------------------------------------
@@ -323,38 +318,22 @@ def cmd_gc(env: Env, config: dict[str, Any]) -> None:
     # Handles with no record at all: a plugin killed between IPAM and the record
     # cannot leave one (the record comes first), but a crashed DEL can.
     prefix = f"{network}."
+    recorded = {r.value.get("containerID") for r in node_endpoints(ctx.store, ctx.node)}
     for record in ctx.store.list("ipam/handles/"):
         handle = record.value.get("handleID", "")
         container = handle[len(prefix):]
         if not handle.startswith(prefix) or container in keep_containers:
             continue
-        if handle_on_node(ctx, handle) and not _recorded(ctx, container):
+        if container not in recorded and handle_on_node(ctx, handle):
             ctx.ipam.release_handle(handle)
 
 
-def _recorded(ctx: ipam.Context, container_id: str) -> bool:
-    return any(
-        r.value.get("containerID") == container_id for r in node_endpoints(ctx.store, ctx.node)
-    )
-
-
 def handle_on_node(ctx: ipam.Context, handle: str) -> bool:
-    from ..ipam.block import Block  # noqa: PLC0415
-    from ..ipam.cidr import key_of  # noqa: PLC0415
-
-    record = ctx.store.get(f"ipam/handles/{handle}")
-    if record is None:
-        return False
-    for cidr in record.value["block"]:
-        block_record = ctx.store.get(f"ipam/blocks/{key_of(cidr)}")
-        if block_record is None:
-            continue
-        block = Block(block_record.value)
-        for ordinal in block.ordinals_of(handle):
-            attrs = block.attributes_of(ordinal) or {}
-            if (attrs.get("secondary") or {}).get("node") == ctx.node:
-                return True
-    return False
+    """Whether any address of ``handle`` was allocated for this node."""
+    return any(
+        ((block.attributes_of(o) or {}).get("secondary") or {}).get("node") == ctx.node
+        for block, o in ctx.ipam.allocations(handle)
+    )
 
 
 def cmd_status(env: Env, config: dict[str, Any]) -> None:

@@ -496,6 +496,20 @@ class Ipam:
 
     # -- reading ----------------------------------------------------------------------
 
+    def allocations(self, handle: str) -> list[tuple[Block, int]]:
+        """(block, ordinal) of every address ``handle`` holds, read from the blocks
+        its record names (the blocks, not the record's counts, are the truth)."""
+        record = self.store.get(HANDLES + handle)
+        if record is None:
+            return []
+        found = []
+        for cidr in record.value["block"]:
+            block_record = self.store.get(BLOCKS + key_of(cidr))
+            if block_record is not None:
+                block = Block(block_record.value)
+                found += [(block, o) for o in block.ordinals_of(handle)]
+        return found
+
     def handles(self) -> Iterator[Record]:
         return iter(self.store.list(HANDLES))
 
