@@ -39,7 +39,9 @@ def overhead(pools: list[Pool]) -> int:
 
 
 def uplink_mtu(host: Rtnl) -> int:
-    mtus = [link.mtu for link in host.links() if link.up and is_uplink(link.name)]
+    # Pods come and go while we read; the uplinks, which we are after, do not.
+    links = host.links(exact=False)
+    mtus = [link.mtu for link in links if link.up and is_uplink(link.name)]
     return min(mtus) if mtus else FALLBACK_UPLINK
 
 

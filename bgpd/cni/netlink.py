@@ -730,11 +730,19 @@ class Rtnl:
         # Never reached (_receive is endless); for the type checker.
         raise NetlinkError(errno.EPROTO, "no end to the answers", what)
 
-    def _dump(self, kind: int, body: bytes, what: str) -> list[memoryview]:
+    def _dump(
+        self, kind: int, body: bytes, what: str, exact: bool = True
+    ) -> list[memoryview]:
+        """A whole table; one the kernel marks interrupted (it changed under the
+        dump) is read again, and after a few tries raises, unless ``exact`` is
+        off: then the last, possibly inconsistent, reading is the answer."""
+        found: list[memoryview] = []
         for _ in range(_DUMP_RETRIES):
             found, interrupted = self._ask(kind, NLM_F_DUMP, body, what)
             if not interrupted:
                 return found
+        if not exact:
+            return found
         raise NetlinkError(errno.EAGAIN, "the table kept changing", what)
 
     # -- links --
@@ -759,10 +767,13 @@ class Rtnl:
             raise
         return _link(found[0]) if found else None
 
-    def links(self) -> list[Link]:
+    def links(self, exact: bool = True) -> list[Link]:
+        """Every interface here.  ``exact=False`` accepts a dump that links being
+        added or removed meanwhile interrupted (see ``_dump``): a node starting
+        many pods at once changes its link table without pause."""
         body = _IFINFOMSG.pack(0, 0, 0, 0, 0)
         body += _attr(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
-        return [_link(m) for m in self._dump(RTM_GETLINK, body, "list links")]
+        return [_link(m) for m in self._dump(RTM_GETLINK, body, "list links", exact)]
 
     def set_up(self, index: int) -> None:
         self.batch([set_up_request(index)])

@@ -23,6 +23,7 @@ from ..datastore import codec, local
 from ..datastore.base import DatastoreError, Unavailable
 from . import dataplane, ipam, spec
 from .endpoints import endpoint_key, handle_of, node_endpoints
+from .netlink import NetlinkError
 from .spec import (
     CHECK_FAILED,
     INTERNAL,
@@ -397,6 +398,8 @@ def run(
         return 1, CniError(TRY_AGAIN_LATER, f"datastore: {exc}").to_json(version)
     except DatastoreError as exc:
         return 1, CniError(spec.IO_FAILURE, f"datastore: {exc}").to_json(version)
+    except NetlinkError as exc:
+        return 1, CniError(spec.KERNEL_ERROR, str(exc)).to_json(version)
     except Exception as exc:
         import traceback  # noqa: PLC0415
 

@@ -482,3 +482,18 @@ def test_setns_through_ctypes_internals_not_the_fallback() -> None:
     if hasattr(os, "setns"):
         pytest.skip("Python 3.12+: os.setns is used")
     assert netlink._load_setns().__name__ == "call"
+
+
+def test_a_dump_interrupted_every_time_raises_unless_inexact(
+    pair: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A link table that changes under every dump (200 pods starting at once) is
+    # a fault we cannot cause on demand: the kernel's DUMP_INTR flag is forced.
+    host, _ = pair
+    real = Rtnl._ask
+    monkeypatch.setattr(Rtnl, "_ask", lambda *args: (real(*args)[0], True))
+    with Rtnl(host) as nl:
+        with pytest.raises(netlink.NetlinkError) as caught:
+            nl.links()
+        assert caught.value.errno == errno.EAGAIN
+        assert [link.name for link in nl.links(exact=False)] == ["lo"]
