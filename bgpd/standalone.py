@@ -51,6 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
+from .config_diff import ConfigDiff, diff
 from .fsm import (
     EndOfRib,
     Established,
@@ -90,9 +91,12 @@ from .rib import (
 )
 from .runtime import tune_gc
 from .speaker import Peer, Speaker, canonical_address
-from .standalone_config import ConfigError, PeerSpec, parse_config
+from .standalone_config import ConfigError, PeerSpec, StaticRoute, parse_config
 
 log = logging.getLogger(__name__)
+
+#: The attributes of the routes we announce of our own.
+_ORIGINATED = PathAttributes(origin=Origin.IGP, as_path=EMPTY_PATH)
 
 __all__ = ["ConfigError", "StandaloneSpeaker", "main"]
 
@@ -138,6 +142,7 @@ class StandaloneSpeaker:
         self.kernel_convergence: InitialConvergence | None = None
         self._kernel_timer: asyncio.TimerHandle | None = None
         self._repairing: asyncio.Task[None] | None = None
+        self._repair_again = False
         kernel = self.config.kernel
         if kernel is not None:
             fib = Fib(kernel.table, kernel.protocol, kernel.metric)
@@ -163,15 +168,89 @@ class StandaloneSpeaker:
                 self._convergence_timer = loop.call_at(
                     self.convergence.deadline, self._convergence_tick
                 )
-        attributes = PathAttributes(origin=Origin.IGP, as_path=EMPTY_PATH)
         for route in config.routes:
-            if route.blackhole and self.fib_export is not None:
-                self.fib_export.own_block(route.family, route.prefix)
-            self.router.originate(route.family, route.prefix, attributes, route.next_hop or b"")
+            self._originate(route)
         for spec in config.peers:
-            self.peers[spec.endpoint.peer_address] = PeerState(spec)
-            self.speaker.add_peer(spec.endpoint, spec.config)
+            self._add_peer(spec)
         self._emit("started", ports=self.speaker.ports, restarting=config.restarting)
+
+    def reconfigure(self, doc: dict[str, Any]) -> ConfigDiff:
+        """Apply a new configuration live (``bgpd.config_diff``): only the peers it
+        changes are reset.  A change that needs a restart is not applied: the
+        result's ``restart`` says why, and the caller restarts the speaker.
+        Raises ``ConfigError`` for a bad document, changing nothing."""
+        new = parse_config(doc)
+        change = diff(self.config, new)
+        if change.restart:
+            return change
+        for address in change.removed:
+            self._remove_peer(address)
+        self.config = new
+        for route in change.withdrawn:
+            self._withdraw(route)
+        kernel, export = new.kernel, self.fib_export
+        if kernel is not None and export is not None and change.replan:
+            export.encap.set_pools(kernel.pools)
+            export.encap.set_subnets(kernel.subnets)
+            export.encap.set_vteps(kernel.vteps)
+            if change.devices or kernel.vxlan is not None:
+                # New VTEPs need their neighbour and FDB entries before routes use them.
+                if self._repairing is None:
+                    self._repairing = asyncio.get_running_loop().create_task(
+                        self._repair_devices()
+                    )
+                else:
+                    self._repair_again = True
+            else:
+                export.replan(self.router.loc)
+        for route in change.originated:
+            self._originate(route)
+        converged = self.convergence is None
+        for spec in change.added:
+            if converged and spec.config.restarting:
+                spec = replace(spec, config=replace(spec.config, restarting=False))
+            self._add_peer(spec)
+        if not change.empty:
+            self._emit(
+                "reconfigured",
+                removed=list(change.removed),
+                added=[s.endpoint.peer_address for s in change.added],
+                withdrawn=len(change.withdrawn),
+                originated=len(change.originated),
+                replanned=change.replan,
+            )
+        self._kick()
+        return change
+
+    def _add_peer(self, spec: PeerSpec) -> None:
+        self.peers[spec.endpoint.peer_address] = PeerState(spec)
+        self.speaker.add_peer(spec.endpoint, spec.config)
+
+    def _remove_peer(self, address: str) -> None:
+        """Stop the session with Cease; its routes leave the RIB in slices."""
+        state = self.peers.pop(address, None)
+        if state is None:
+            return
+        if state.timer is not None:
+            state.timer.cancel()
+        self.speaker.remove_peer(address)
+        self.router.peer_down(address)
+        self._held.discard(address)
+        for conv in (self.convergence, self.kernel_convergence):
+            if conv is not None:
+                conv.peer_removed(address)
+        self._check_convergence()
+        self._check_kernel_convergence()
+
+    def _originate(self, route: StaticRoute) -> None:
+        if route.blackhole and self.fib_export is not None:
+            self.fib_export.own_block(route.family, route.prefix)
+        self.router.originate(route.family, route.prefix, _ORIGINATED, route.next_hop or b"")
+
+    def _withdraw(self, route: StaticRoute) -> None:
+        self.router.withdraw(route.family, route.prefix)
+        if route.blackhole and self.fib_export is not None:
+            self.fib_export.drop_own_block(route.family, route.prefix, self.router.loc)
 
     async def close(self) -> None:
         for state in self.peers.values():
@@ -225,9 +304,14 @@ class StandaloneSpeaker:
 
     async def _repair_devices(self) -> None:
         try:
-            await self._devices()
-            if self.fib_export is not None:
-                self.fib_export.replan(self.router.loc)
+            while True:
+                # A reconfiguration while this runs asks for another pass.
+                self._repair_again = False
+                await self._devices()
+                if self.fib_export is not None:
+                    self.fib_export.replan(self.router.loc)
+                if not self._repair_again:
+                    break
         finally:
             self._repairing = None
 

@@ -59,6 +59,16 @@ class FibExport:
         self.unplanned.pop(route.dest, None)
         self.sink.want(route)
 
+    def drop_own_block(self, family: Family, prefix: Prefix, loc: LocRib) -> None:
+        """The block is no longer ours: its blackhole goes, and what the peers
+        say about the prefix decides again."""
+        afi = _FAMILIES[family]
+        key: Dest = (afi, prefix_network(prefix, family.afi), prefix[0])
+        if self.own.pop(key, None) is None:
+            return
+        self.sink.unwant(key)
+        self._one(afi, family, prefix, loc.selection(family, prefix))
+
     def changes(self, changes: Iterable[BestChange]) -> None:
         for c in changes:
             afi = _FAMILIES.get(c.family)

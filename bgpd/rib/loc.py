@@ -148,6 +148,15 @@ class LocRib:
             return _expand(found)
         return found
 
+    def selection(self, family: Family, prefix: Prefix) -> tuple[Path, ...]:
+        """The ECMP set selected for one prefix (empty: none)."""
+        found = self.tables.get(family, {}).get(prefix)
+        if found is None:
+            return ()
+        if isinstance(found, Path):
+            return (found,)
+        return tuple(c[1] for c in found.multipath) if found.best is not None else ()
+
     def selected(self, family: Family) -> Iterator[tuple[Prefix, Path, tuple[Path, ...]]]:
         """Every prefix with a selection: (prefix, best, ECMP set)."""
         for prefix, found in self.tables.get(family, {}).items():
