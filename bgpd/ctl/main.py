@@ -19,7 +19,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ..datastore.base import DatastoreError
-from . import ipam
+from . import ipam, node
 from .context import Context, CtlError, default_node_name, default_state_dir
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser)
     commands.required = True
     ipam.register(commands, [common])
+    node.register(commands, [common])
     return parser
 
 
