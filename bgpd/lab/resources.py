@@ -1,0 +1,144 @@
+"""The Calico resources a lab starts from, and applying resources to its datastore.
+
+A lab's datastore starts with one IPPool (``lab-pool``, 10.65.0.0/16, blocks of
+/26, the encapsulation of the lab, no NAT) and the ``default`` BGPConfiguration.
+Reflector mode starts from the three manifests of :func:`reflector_manifests`
+(the ones the issue gives): node1 a route reflector, every node peering with the
+reflectors through a BGPPeer with a ``peerSelector``, the mesh off.
+
+``apply`` takes YAML text holding one or more resources, as ``calicoctl apply
+-f`` does.  When ``bgpctl apply`` exists it is used (it validates); otherwise
+each resource is written as-is to ``resources/<plural>/<name>``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import tempfile
+from typing import Any
+
+import yaml
+
+from ..datastore.directory import DirectoryStore
+from .agent import python_module
+from .topology import LabError
+
+API_VERSION = "projectcalico.org/v3"
+POOL_NAME = "lab-pool"
+POOL_CIDR = "10.65.0.0/16"
+BLOCK_SIZE = 26
+#: Resource kinds and the datastore folders that hold them.
+PLURALS = {
+    "BGPConfiguration": "bgpconfigurations",
+    "BGPPeer": "bgppeers",
+    "BGPFilter": "bgpfilters",
+    "IPPool": "ippools",
+    "Node": "nodes",
+}
+#: The lab's encapsulation -> the pool's vxlanMode.
+VXLAN_MODES = {"direct": "Never", "vxlan": "Always", "crosssubnet": "CrossSubnet"}
+
+
+def ippool(encap: str, cidr: str = POOL_CIDR, name: str = POOL_NAME) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION, "kind": "IPPool", "metadata": {"name": name},
+        "spec": {"cidr": cidr, "blockSize": BLOCK_SIZE, "ipipMode": "Never",
+                 "vxlanMode": VXLAN_MODES[encap], "natOutgoing": False,
+                 "nodeSelector": "all()"},
+    }  # fmt: skip
+
+
+def bgp_configuration(mesh: bool = True) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION, "kind": "BGPConfiguration", "metadata": {"name": "default"},
+        "spec": {"logSeverityScreen": "Info", "nodeToNodeMeshEnabled": mesh,
+                 "asNumber": 64512},
+    }  # fmt: skip
+
+
+def reflector_manifests(reflector_cidr: str, reflector: str = "node1") -> str:
+    """The issue's three manifests: ``reflector`` (whose address is
+    ``reflector_cidr``) a route reflector, everyone peering with reflectors, no mesh."""
+    return f"""\
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {{name: {reflector}, labels: {{route-reflector: "true"}}}}
+spec: {{bgp: {{ipv4Address: {reflector_cidr}, routeReflectorClusterID: 1.1.1.1}}}}
+---
+kind: BGPPeer
+apiVersion: projectcalico.org/v3
+metadata: {{name: peer-with-route-reflectors}}
+spec: {{nodeSelector: all(), peerSelector: route-reflector == "true"}}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {{name: default}}
+spec: {{logSeverityScreen: Info, nodeToNodeMeshEnabled: false, asNumber: 63400}}
+"""
+
+
+def to_yaml(*resources: dict[str, Any]) -> str:
+    return yaml.safe_dump_all(list(resources), sort_keys=False)
+
+
+@functools.cache
+def bgpctl_can_apply() -> bool:
+    """Whether this tree's ``bgpctl`` has the ``apply`` command yet."""
+    res = subprocess.run(
+        python_module("bgpd.ctl.main", "apply", "--help"), capture_output=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    return res.returncode == 0
+
+
+def bgpctl(state_dir: str, *args: str, node: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``bgpctl --state-dir DIR [--node-name NODE] ARGS`` (never raises on failure)."""
+    names = ["--node-name", node] if node else []
+    return subprocess.run(
+        python_module("bgpd.ctl.main", "--state-dir", state_dir, *names, *args),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def parse(text: str) -> list[dict[str, Any]]:
+    """The resources in YAML text (empty documents skipped); LabError when one
+    is not a Calico resource the lab knows."""
+    resources = []
+    for doc in yaml.safe_load_all(text):
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise LabError(f"not a resource: {doc!r}")
+        kind = doc.get("kind")
+        name = (doc.get("metadata") or {}).get("name")
+        if kind not in PLURALS or not isinstance(name, str) or not name:
+            raise LabError(f"a resource needs a known kind and a metadata.name: {doc!r}")
+        resources.append(doc)
+    return resources
+
+
+def apply(state_dir: str, text: str) -> str:
+    """Apply the resources in ``text``; returns how ("bgpctl" or "datastore")."""
+    resources = parse(text)
+    if bgpctl_can_apply():
+        fd, path = tempfile.mkstemp(prefix="apply-", suffix=".yaml", dir=state_dir)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            res = bgpctl(state_dir, "apply", "-f", path)
+        finally:
+            os.unlink(path)
+        if res.returncode != 0:
+            raise LabError(f"bgpctl apply: {res.stderr.strip() or res.stdout.strip()}")
+        return "bgpctl"
+    store = DirectoryStore(os.path.join(state_dir, "store"))
+    try:
+        for doc in resources:
+            doc.setdefault("apiVersion", API_VERSION)
+            key = f"resources/{PLURALS[doc['kind']]}/{doc['metadata']['name']}"
+            store.put(key, doc)
+    finally:
+        store.close()
+    return "datastore"
