@@ -82,7 +82,9 @@ def diff(old: Config, new: Config) -> ConfigDiff:
     if old.kernel is not None and new.kernel is not None:
         k0, k1 = old.kernel, new.kernel
         devices = _devices(k0) != _devices(k1)
-        replan = devices or (k0.pools, k0.subnets, k0.vteps) != (k1.pools, k1.subnets, k1.vteps)
+        replan = devices or (k0.pools, k0.subnets, k0.vteps, k0.reject) != (
+            k1.pools, k1.subnets, k1.vteps, k1.reject
+        )
     return ConfigDiff(
         removed=tuple(removed),
         added=tuple(added),

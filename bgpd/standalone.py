@@ -18,7 +18,7 @@ The file (``bgpd.standalone_config`` checks it)::
      "restarting": false, "deferral_time": 60, "log_routes": true, "log_states": false,
      "cluster_id": null, "multipath": true, "always_compare_med": false,
      "require_ebgp_policy": true,
-     "peers": [{"address": "198.18.0.2", "as": 65002, "port": 179,
+     "peers": [{"address": "198.18.0.2", "as": 65002, "port": 179, "local_as": null,
                 "local_address": null, "password": null, "ttl_security": null,
                 "multihop": null, "passive": false, "hold_time": 240,
                 "keepalive_time": null, "families": ["ipv4-unicast", "ipv6-unicast"],
@@ -151,6 +151,7 @@ class StandaloneSpeaker:
                 kernel.pools, kernel.subnets, table=kernel.table,
                 protocol=kernel.protocol, metric=kernel.metric,
             )  # fmt: skip
+            encap.set_rejects(kernel.reject)
             self.fib_export = FibExport(self.kernel, encap)
             self.router.on_best = self.fib_export.changes
 
@@ -193,6 +194,7 @@ class StandaloneSpeaker:
             export.encap.set_pools(kernel.pools)
             export.encap.set_subnets(kernel.subnets)
             export.encap.set_vteps(kernel.vteps)
+            export.encap.set_rejects(kernel.reject)
             if change.devices or kernel.vxlan is not None:
                 # New VTEPs need their neighbour and FDB entries before routes use them.
                 if self._repairing is None:
@@ -516,7 +518,9 @@ class StandaloneSpeaker:
         state.rib.session_reset()
         self._changes(address, state.helper.established(neg, now))
         self._arm(state)
-        source = Source.peer(address, config.local_as, neg.peer_as, neg.peer_id, spec.client)
+        # A per-peer local AS (Calico's localASNumber) decides iBGP or eBGP for this peer.
+        local_as = spec.config.local_as
+        source = Source.peer(address, local_as, neg.peer_as, neg.peer_id, spec.client)
         rules = ImportRules(
             local_id=config.router_id,
             policy=spec.import_policy,
@@ -526,7 +530,7 @@ class StandaloneSpeaker:
         )
         target = ExportTarget(
             address,
-            config.local_as,
+            local_as,
             neg.peer_as,
             next_hop_self=self._next_hop_self(peer, spec),
             next_hop_mode=spec.next_hop_mode,

@@ -53,6 +53,8 @@ class KernelConfig:
     ipip_address: bytes | None = None
     ipip: bool = False
     vteps: list[Vtep] = field(default_factory=list)
+    #: Announced, never installed (service ranges).
+    reject: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +125,8 @@ def parse_policy(doc: object, where: str) -> Policy | None:
     element.  A rule: ``{"prefix": "10.0.0.0/8", "operator": "In", "min_length":
     16, "max_length": 24, "family": "ipv4-unicast", "peers": ["198.18.0.2"],
     "community": "65000:1", "add_communities": ["65000:2"], "set_local_pref": 200,
-    "action": "accept"}``; every key optional."""
+    "source": "RemotePeers", "interface": "eth*", "action": "accept"}``; every key
+    optional (an ``interface`` rule never matches a BGP route, as in BIRD)."""
     if doc is None:
         return None
     if doc == "all":
@@ -156,6 +159,8 @@ _RULE_KEYS = {
     "add_communities",
     "set_local_pref",
     "action",
+    "source",
+    "interface",
 }
 
 
@@ -178,6 +183,12 @@ def _rule(r: dict[str, Any], at: str) -> Rule:
     if pref is not None and not (isinstance(pref, int) and 0 <= pref < 1 << 32):
         raise ConfigError(f"{at}.set_local_pref: {pref!r} is not a 32-bit integer")
     peers = r.get("peers")
+    source = r.get("source")
+    if source not in (None, "RemotePeers"):
+        raise ConfigError(f"{at}.source: {source!r} is not RemotePeers")
+    interface = r.get("interface")
+    if interface is not None and not isinstance(interface, str):
+        raise ConfigError(f"{at}.interface: {interface!r} is not an interface name")
     return Rule(
         prefix=match,
         family=_family(r["family"], f"{at}.family") if "family" in r else None,
@@ -192,6 +203,8 @@ def _rule(r: dict[str, Any], at: str) -> Rule:
             for j, c in enumerate(r.get("add_communities", ()))
         ),
         set_local_pref=pref,
+        from_bgp=True if source else None,
+        interface=interface,
         action=_field(f"{at}.action", lambda: Verdict(r["action"])) if "action" in r else None,
     )
 
@@ -211,7 +224,7 @@ def _peer(p: dict[str, Any], where: str, doc: dict[str, Any], local_as: int, rid
     config = _field(
         where,
         lambda: SessionConfig(
-            local_as=local_as,
+            local_as=int(p.get("local_as") or local_as),
             peer_as=int(p["as"]) if p.get("as") is not None else None,
             local_id=rid,
             hold_time=int(p.get("hold_time", 240)),
@@ -414,5 +427,9 @@ def _kernel(k: dict[str, Any]) -> KernelConfig:
         vteps=[
             _field(f"kernel.vteps[{i}]", _vtep, v, f"kernel.vteps[{i}]")
             for i, v in enumerate(k.get("vteps", []))
+        ],
+        reject=[
+            _field(f"kernel.reject[{i}]", lambda t=t: ipaddress.ip_network(t))
+            for i, t in enumerate(k.get("reject", []))
         ],
     )

@@ -122,6 +122,7 @@ class Encapsulation:
     table: int = RT_TABLE_MAIN
     protocol: int = RTPROT_BIRD
     metric: int = 0
+    rejects: list[tuple[int, int, int, int]] = field(default_factory=list, init=False)
     _pools: list[_PoolMatch] = field(default_factory=list, init=False, repr=False)
     _subnets: list[tuple[int, int, int]] = field(default_factory=list, init=False, repr=False)
 
@@ -152,6 +153,22 @@ class Encapsulation:
             (4 if s.version == 4 else 16, int(s.network_address), int(s.netmask))
             for s in self.subnets
         ]
+
+    def set_rejects(self, networks: Iterable[Network]) -> None:
+        """Ranges whose routes never reach the kernel: Calico's service ranges,
+        announced to peers but routed by kube-proxy (CALICO.md §1.7)."""
+        self.rejects = [
+            (socket.AF_INET if n.version == 4 else socket.AF_INET6, int(n.network_address),
+             int(n.netmask), n.prefixlen)
+            for n in networks
+        ]  # fmt: skip
+
+    def rejected(self, family: int, dst: bytes, dst_len: int) -> bool:
+        value = _int(dst)
+        return any(
+            f == family and dst_len >= length and value & mask == net
+            for f, net, mask, length in self.rejects
+        )
 
     def set_vteps(self, vteps: Iterable[Vtep]) -> None:
         self.vteps = {v.node_ip: v for v in vteps}
@@ -185,6 +202,8 @@ class Encapsulation:
     def plan(self, family: int, dst: bytes, dst_len: int, next_hops: Iterable[bytes]) -> Plan:
         """The route for a prefix whose best paths lead to ``next_hops`` (node
         IPs, 4 or 16 octets): one next hop, or an ECMP set."""
+        if self.rejects and self.rejected(family, dst, dst_len):
+            return Plan(None, "service address range")
         pool = self.pool(family, dst, dst_len)
         hops: list[NextHop] = []
         seen: set[NextHop] = set()
