@@ -41,7 +41,12 @@ from bgpd.messages import (
     decode_message,
     encode_message,
 )
-from bgpd.messages.codes import MAX_EXTENDED_MESSAGE_LEN, MAX_MESSAGE_LEN, OpenSubcode
+from bgpd.messages.codes import (
+    MAX_EXTENDED_MESSAGE_LEN,
+    MAX_MESSAGE_LEN,
+    MessageType,
+    OpenSubcode,
+)
 from bgpd.messages.errors import Action
 from bgpd.messages.message import KEEPALIVE
 
@@ -107,6 +112,9 @@ class Session:
         self._error_wait = config.error_wait_min
         self._auto_restart = False
         self._established_at: float | None = None
+        #: Messages and UPDATEs received and sent, for operators (BIRD's
+        #: "show protocols all" statistics).
+        self.messages_in = self.messages_out = self.updates_in = self.updates_out = 0
         handlers = set(TRANSITIONS.values()) | set(DEFAULTS.values())
         self._handlers: dict[str, Callable[[float, object], None]] = {
             name: getattr(self, f"_on_{name}") for name in handlers
@@ -162,7 +170,10 @@ class Session:
             return
         self._buffer.feed(data)
         try:
-            for _mtype, raw in self._buffer.messages():
+            for mtype, raw in self._buffer.messages():
+                self.messages_in += 1
+                if mtype == MessageType.UPDATE:
+                    self.updates_in += 1
                 self._receive_message(raw, now)
                 if not self.connected:
                     break
@@ -199,6 +210,13 @@ class Session:
         """Bytes for the socket, in order; empties the queue."""
         data = bytes(self._out)
         self._out.clear()
+        # Walk the headers (RFC 4271 §4.1: length at octet 16, type at 18).
+        i, end = 0, len(data)
+        while i + 19 <= end:
+            self.messages_out += 1
+            if data[i + 18] == MessageType.UPDATE:
+                self.updates_out += 1
+            i += int.from_bytes(data[i + 16 : i + 18], "big") or end
         return data
 
     def next_event(self) -> SessionEvent | None:

@@ -469,3 +469,17 @@ def test_send_hold_timer_stops_when_the_peer_reads_again() -> None:
     pair.a.transmit_blocked(100.0)
     pair.run(121.0)
     assert pair.a.state == SessionState.IDLE
+
+
+def test_messages_and_updates_are_counted_both_ways() -> None:
+    pair = SessionPair(config(), config(65002, 65001, B_ID))
+    pair.establish()
+    # OPEN and KEEPALIVE each way.
+    assert (pair.a.messages_out, pair.a.messages_in) == (2, 2)
+    assert pair.a.updates_out == pair.b.updates_in == 0
+    update = Update()  # End-of-RIB, IPv4
+    pair.a.send_update(update, 0.0)
+    pair.a.send_update(update, 0.0)
+    pair.pump(0.0)
+    assert (pair.a.messages_out, pair.a.updates_out) == (4, 2)
+    assert (pair.b.messages_in, pair.b.updates_in) == (4, 2)
