@@ -64,6 +64,11 @@ ROUTE_HEADERS = ["Prefix", "Next hops", "From", "Best", "FIB"]
 FAMILIES = (("ipv4", "IPv4"), ("ipv6", "IPv6"))
 
 
+def _now() -> float:
+    """The wall clock SINCE is measured against (tests pin it)."""
+    return time.time()
+
+
 class Unreachable(Exception):
     """No node agent answers at the API address."""
 
@@ -120,9 +125,7 @@ def _connection(api: str, timeout: float) -> http.client.HTTPConnection:
         return UnixHTTPConnection(api, timeout)
     parts = urlsplit(api)
     if parts.scheme != "http" or not parts.hostname:
-        raise CtlError(
-            f"bad API address {api!r}: use http://HOST:PORT or unix:/path/to.sock"
-        )
+        raise CtlError(f"bad API address {api!r}: use http://HOST:PORT or unix:/path/to.sock")
     try:
         port = parts.port or DEFAULT_PORT
     except ValueError as exc:
@@ -140,6 +143,8 @@ def fetch(api: str, path: str, timeout: float = TIMEOUT) -> Any:
         conn.request("GET", path, headers={"Accept": "application/json"})
         response = conn.getresponse()
         body = response.read()
+    except PermissionError as exc:  # it runs, but its socket is not for us
+        raise CtlError(f"{api}: permission denied (run as root or in the socket's group)") from exc
     except OSError as exc:  # refused, no such socket, timed out, reset
         raise Unreachable(f"{api}: {exc.strerror or exc}") from exc
     except http.client.HTTPException as exc:
@@ -230,7 +235,7 @@ def _fib_cell(entry: dict[str, Any] | None) -> str:
 
 def _route_rows(rib: list[dict[str, Any]], fib: list[dict[str, Any]]) -> list[list[str]]:
     by_prefix = {str(e.get("prefix")): e for e in fib}
-    rows: list[tuple[tuple[int, int, int, str], list[str]]] = []
+    rows: list[tuple[tuple[int, int, int, str], bool, list[str]]] = []
     seen = set()
     for route in rib:
         prefix = str(route.get("prefix", ""))
@@ -238,6 +243,7 @@ def _route_rows(rib: list[dict[str, Any]], fib: list[dict[str, Any]]) -> list[li
         seen.add(prefix)
         rows.append((
             _prefix_key(prefix),
+            not best,
             [
                 prefix,
                 ", ".join(str(h) for h in route.get("next_hops") or []),
@@ -250,11 +256,12 @@ def _route_rows(rib: list[dict[str, Any]], fib: list[dict[str, Any]]) -> list[li
         if prefix not in seen:  # in the kernel, not (or no longer) in the Loc-RIB
             rows.append((
                 _prefix_key(prefix),
+                False,
                 [prefix, ", ".join(str(g) for g in entry.get("gateways") or []), "", "",
                  _fib_cell(entry)],
             ))  # fmt: skip
-    rows.sort(key=lambda item: item[0])  # stable: a prefix's paths keep the RIB's order
-    return [row for _key, row in rows]
+    rows.sort(key=lambda item: item[:2])  # by prefix, the best path first, then the RIB's order
+    return [row for _key, _other, row in rows]
 
 
 def format_routes(doc: dict[str, Any], families: tuple[str, ...] = ("ipv4", "ipv6")) -> str:
@@ -291,7 +298,7 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
     if args.output == "json":
         _print_json(doc)
     else:
-        sys.stdout.write(format_status(doc, time.time()))
+        sys.stdout.write(format_status(doc, _now()))
     return 0
 
 

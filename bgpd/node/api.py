@@ -105,8 +105,7 @@ async def routes(request: web.Request) -> web.Response:
     doc = _source(request).routes()
     if family is not None:
         doc = {
-            table: {family: (by_family or {}).get(family, [])}
-            for table, by_family in doc.items()
+            table: {family: (by_family or {}).get(family, [])} for table, by_family in doc.items()
         }
     return _json(doc, pretty=_pretty(request))
 

@@ -175,9 +175,7 @@ class StatusCollector(Collector):
             family = CounterMetricFamily(name, text)
             family.add_metric([], _number(counters.get(field)))
             yield family
-        routes = GaugeMetricFamily(
-            "bgpd_rib_routes", "Routes in the Loc-RIB", labels=["family"]
-        )
+        routes = GaugeMetricFamily("bgpd_rib_routes", "Routes in the Loc-RIB", labels=["family"])
         rib = counters.get("rib_routes") or {}
         for name in sorted({*FAMILIES, *rib}):
             routes.add_metric([name], _number(rib.get(name)))
@@ -207,4 +205,3 @@ def exposition(registry: CollectorRegistry, accept: str | None = None) -> tuple[
     (version 0.0.4 when nothing is asked)."""
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type
-
