@@ -308,9 +308,7 @@ def run_bird() -> Measured:
                     if procs[net.name].poll() is not None:
                         log = (tmp / f"{net.name}.log").read_text()[-2000:]
                         raise RuntimeError(f"convergence: BIRD on {net.name} exited:\n{log}")
-                return all(
-                    _established(tmp / f"{net.name}.ctl") == len(nets) - 1 for net in nets
-                )
+                return all(_established(tmp / f"{net.name}.ctl") == len(nets) - 1 for net in nets)
 
             wait_for(meshed, 120, "BIRD's mesh Established", step=0.5)
             watch = RouteWatch({net.name: net.ns for net in nets})
@@ -403,4 +401,3 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

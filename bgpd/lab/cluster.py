@@ -264,6 +264,15 @@ class Lab:
     def store(self) -> DirectoryStore:
         return DirectoryStore(str(self.state / "store"))
 
+    def resource(self, kind: str, name: str) -> dict[str, Any] | None:
+        """A resource as the datastore holds it (``kind`` as in YAML: "Node")."""
+        store = self.store()
+        try:
+            record = store.get(f"resources/{resources.PLURALS[kind]}/{name}")
+        finally:
+            store.close()
+        return None if record is None else record.value
+
     def blocks(self) -> dict[str, list[str]]:
         """Every node's confirmed blocks, from the datastore."""
         store = self.store()
@@ -322,16 +331,19 @@ class Lab:
         reflector = nets[0]
         return others if node == reflector.name else {reflector.address}
 
-    def sessions(self, node: str) -> dict[str, str]:
-        """Peer address -> BGP state, from the agent's status (empty if it does not answer)."""
+    def sessions(self, node: str) -> dict[str, str] | None:
+        """Peer address -> BGP state, from the agent's status (None while it does
+        not answer)."""
         try:
             peers = self.status(node).get("peers", [])
         except (OSError, LabError, ValueError):
-            return {}
+            return None
         return {p["address"]: p["bgp_state"] for p in peers}
 
     def established(self, node: str) -> bool:
         sessions = self.sessions(node)
+        if sessions is None:
+            return False
         want = self.expected_peers(node)
         return set(sessions) == want and all(s == "Established" for s in sessions.values())
 
