@@ -30,13 +30,15 @@ class ConfigDiff:
     replan: bool = False
     #: The tunnel devices differ: make them again first.
     devices: bool = False
+    #: Peers whose export policy alone changed: re-exported, not reset.
+    reexport: tuple[PeerSpec, ...] = ()
     unchanged_peers: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def empty(self) -> bool:
         return not (
             self.restart or self.removed or self.added or self.withdrawn or self.originated
-            or self.replan or self.devices
+            or self.replan or self.devices or self.reexport
         )  # fmt: skip
 
 
@@ -62,7 +64,7 @@ def _devices(k: KernelConfig) -> tuple[object, ...]:
 def _peer(p: PeerSpec) -> PeerSpec:
     # The Restart State bit is for the OPENs right after our own restart: a
     # later configuration saying otherwise is no reason to reset a session.
-    return replace(p, config=replace(p.config, restarting=False))
+    return replace(p, config=replace(p.config, restarting=False), export_policy=None)
 
 
 def diff(old: Config, new: Config) -> ConfigDiff:
@@ -77,6 +79,11 @@ def diff(old: Config, new: Config) -> ConfigDiff:
     removed = [a for a, p in old_peers.items() if new_peers.get(a) != p]
     added = [new_specs[a] for a, p in new_peers.items() if old_peers.get(a) != p]
     unchanged = [a for a, p in new_peers.items() if old_peers.get(a) == p]
+    # Export policy is applied live (the node's blocks are in it, and change often).
+    old_export = {p.endpoint.peer_address: p.export_policy for p in old.peers}
+    reexport = [
+        new_specs[a] for a in unchanged if old_export[a] != new_specs[a].export_policy
+    ]
     old_routes, new_routes = set(old.routes), set(new.routes)
     replan = devices = False
     if old.kernel is not None and new.kernel is not None:
@@ -93,4 +100,5 @@ def diff(old: Config, new: Config) -> ConfigDiff:
         replan=replan,
         devices=devices,
         unchanged_peers=tuple(unchanged),
+        reexport=tuple(reexport),
     )

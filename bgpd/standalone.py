@@ -187,6 +187,10 @@ class StandaloneSpeaker:
         for address in change.removed:
             self._remove_peer(address)
         self.config = new
+        for spec in change.reexport:
+            address = spec.endpoint.peer_address
+            self.peers[address].spec = spec
+            self.router.set_export_policy(address, spec.export_policy)
         for route in change.withdrawn:
             self._withdraw(route)
         kernel, export = new.kernel, self.fib_export
@@ -220,6 +224,7 @@ class StandaloneSpeaker:
                 withdrawn=len(change.withdrawn),
                 originated=len(change.originated),
                 replanned=change.replan,
+                reexported=[s.endpoint.peer_address for s in change.reexport],
             )
         self._kick()
         return change

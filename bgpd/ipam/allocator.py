@@ -167,7 +167,7 @@ class Ipam:
 
     def eligible_pools(
         self, family: int, names: list[str] | None, namespace: str | None = None,
-        pools: list[Pool] | None = None,
+        pools: list[Pool] | None = None, use: str = "Workload",
     ) -> list[Pool]:
         """The pools that may serve this node (and pod namespace) in ``family``:
         the named ones, each of which must exist and fit, or else every enabled,
@@ -187,8 +187,8 @@ class Ipam:
                     raise PoolError(f"the requested IP pool {name!r} is not IPv{family}")
                 if pool.disabled:
                     raise PoolError(f"the requested IP pool {name!r} is disabled")
-                if "Workload" not in pool.allowed_uses:
-                    raise PoolError(f"the requested IP pool {name!r} does not allow workloads")
+                if use not in pool.allowed_uses:
+                    raise PoolError(f"the requested IP pool {name!r} does not allow {use}")
                 if not pool.selects_node(node_labels):
                     raise PoolError(
                         f"the requested IP pool {name!r} does not select node {self.node!r}"
@@ -198,7 +198,7 @@ class Ipam:
         return [
             p for p in pools
             if p.family == family and not p.disabled and not p.manual
-            and "Workload" in p.allowed_uses
+            and use in p.allowed_uses
             and p.selects_node(node_labels) and p.selects_namespace(ns_labels)
         ]
 
@@ -207,9 +207,11 @@ class Ipam:
     def auto_assign(
         self, handle: str, attributes: Mapping[str, str], *, num4: int, num6: int,
         pools4: list[str] | None = None, pools6: list[str] | None = None,
-        namespace: str | None = None,
+        namespace: str | None = None, use: str = "Workload",
     ) -> list[Assignment]:
-        """``num4`` IPv4 and ``num6`` IPv6 addresses for ``handle``; all or nothing."""
+        """``num4`` IPv4 and ``num6`` IPv6 addresses for ``handle``; all or nothing.
+        ``use`` is the pool use asked for: ``Workload``, or ``Tunnel`` for a node's
+        tunnel address (CALICO.md §2.4 allowedUses)."""
         secondary = {"node": self.node, "timestamp": _timestamp(), **attributes}
         with self:
             config = self.config()
@@ -222,7 +224,7 @@ class Ipam:
                 for family, count, names in ((4, num4, pools4), (6, num6, pools6)):
                     if count <= 0:
                         continue
-                    pools = self.eligible_pools(family, names, namespace, all_pools)
+                    pools = self.eligible_pools(family, names, namespace, all_pools, use)
                     if not pools:
                         raise PoolError(f"no IPv{family} pool is usable on node {self.node!r}")
                     self._assign_family(

@@ -632,7 +632,8 @@ class _Render:
         port = self.node_port(self.inp.node)
         if self.default.get("bindMode") == "NodeIP":
             return [[str(a.ip), port] for a in self.addr.values() if a is not None]
-        return [["0.0.0.0", port], ["::", port]]
+        # One dual-stack socket takes IPv4 peers as mapped addresses.
+        return [["::", port]]
 
 
 def render(inp: Inputs) -> Plan:

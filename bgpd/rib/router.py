@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bgpd.messages import (
     Family,
@@ -43,6 +43,7 @@ from .export import Advert, AdvertCache, Exporter, ExportTarget
 from .importing import Importer, ImportRules
 from .loc import LocRib
 from .path import LOCAL, BestChange, Path, Source
+from .policy import Policy
 from .updates import UpdateEncoder
 
 #: Routes handled per slice of a large job (a peer going down, a table dump).
@@ -125,6 +126,33 @@ class Router:
         rib = peer.adj_in
         tables, rib.tables, rib.stale = rib.tables, {}, {}
         self._jobs.append(self._remove(name, tables))
+
+    def set_export_policy(self, name: str, policy: Policy | None) -> None:
+        """The peer's export policy changed (BIRD's soft reconfiguration, "reload
+        out"): every selection is exported to it again under the new policy, in
+        slices, and only what differs from what it was sent goes out."""
+        peer = self.peers.get(name)
+        if peer is None:
+            return
+        peer.exporter = Exporter(replace(peer.exporter.target, policy=policy), self.adverts)
+        if peer.up:
+            self._jobs.append(self._reexport(peer))
+
+    def _reexport(self, peer: PeerRib) -> Iterator[list[BestChange]]:
+        for family in sorted(peer.families):
+            prefixes = set(self.loc.tables.get(family, {})) | set(peer.adj_out.get(family, {}))
+            batch: list[BestChange] = []
+            for prefix in prefixes:
+                if self.peers.get(peer.name) is not peer or not peer.up:
+                    return
+                best = self.loc.best(family, prefix)
+                batch.append(BestChange(family, prefix, best, (best,) if best else ()))
+                if len(batch) == SLICE:
+                    self._export_to(peer, batch)
+                    batch = []
+                    yield []
+            self._export_to(peer, batch)
+        yield []
 
     def peer_suspend(self, name: str) -> None:
         """The session ended gracefully: keep the routes, send nothing more."""

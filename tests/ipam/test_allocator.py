@@ -251,7 +251,7 @@ def test_pools_chosen_by_name(
     (4, "v6", "is not IPv4"),
     (6, "p4", "is not IPv6"),
     (4, "elsewhere", "does not select node 'n1'"),
-    (4, "tunnel", "does not allow workloads"),
+    (4, "tunnel", "does not allow Workload"),
 ])
 def test_a_pool_named_that_cannot_serve_is_an_error(
     store: DirectoryStore, ipam: Callable[[str], Ipam], family: int, name: str, why: str,

@@ -155,3 +155,24 @@ def test_kernel_changes_replan_and_devices() -> None:
     k4 = copy.deepcopy(k1)
     k4["kernel"]["table"] = 100
     assert "kernel table" in diff(parse_config(k1), parse_config(k4)).restart
+
+
+async def test_an_export_policy_change_is_applied_without_a_reset(
+    trio: tuple[Counted, Counted, Counted],
+) -> None:
+    a, b, _c = trio
+    await until(lambda: established(a, B), "A-B up")
+    new = doc(A, [{"address": B, "port": b.app.speaker.ports[0],
+                   "export": [{"prefix": "10.96.0.0/12", "action": "reject"}]}])  # fmt: skip
+    new["routes"] = [{"prefix": "10.96.0.0/12"}, {"prefix": "10.65.0.0/26"}]
+    change = a.app.reconfigure(copy.deepcopy(new))
+    assert [s.endpoint.peer_address for s in change.reexport] == [B]
+    await until(lambda: best(b.app, "10.65.0.0/26") is not None, "the allowed route")
+    assert best(b.app, "10.96.0.0/12") is None
+    # Now the other way round: one is withdrawn, the other announced.
+    new["peers"][0]["export"] = [{"prefix": "10.65.0.0/26", "action": "reject"}]
+    change = a.app.reconfigure(copy.deepcopy(new))
+    assert not change.removed and not change.added
+    await until(lambda: best(b.app, "10.96.0.0/12") is not None, "now allowed")
+    await until(lambda: best(b.app, "10.65.0.0/26") is None, "now refused")
+    assert a.established[B] == 1 and a.downs == {}
