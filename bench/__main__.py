@@ -7,7 +7,7 @@ import sys
 
 from .report import Row, emit
 
-BENCHMARKS = ["codec", "sessions", "rib", "kernel", "cni"]
+BENCHMARKS = ["codec", "sessions", "rib", "kernel", "cni", "convergence"]
 
 
 def main(argv: list[str]) -> int:
