@@ -58,7 +58,7 @@ def hints(lab: Lab) -> None:
         f"  ip netns exec {n1.ns} ip route                      # routes the agent programmed",
         f"  {ctl} --node-name {n1.name} node status",
         f"  {ctl} ipam show --show-blocks",
-        f"  {ctl} get ippools                                  # once bgpctl has get",
+        f"  {ctl} get ippools -o yaml",
         f"  curl -s --unix-socket {lab.state}/run/api-{n1.name}.sock http://node/status",
         f"  tail -f {lab.state}/logs/{n1.name}.log",
     ]

@@ -45,6 +45,7 @@ from typing import Any
 from ..cni.install import install
 from ..datastore.directory import DirectoryStore
 from ..ipam.allocator import announcements
+from ..resources.store import key_of
 from . import resources
 from .agent import Agent, python_module
 from .topology import ENCAPS, LabError, NodeNet, Topology, ip, leftovers, sh, wait_for
@@ -268,7 +269,7 @@ class Lab:
         """A resource as the datastore holds it (``kind`` as in YAML: "Node")."""
         store = self.store()
         try:
-            record = store.get(f"resources/{resources.PLURALS[kind]}/{name}")
+            record = store.get(key_of(kind, name))
         finally:
             store.close()
         return None if record is None else record.value

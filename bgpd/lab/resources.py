@@ -7,8 +7,9 @@ Reflector mode starts from the three manifests of :func:`reflector_manifests`
 reflectors through a BGPPeer with a ``peerSelector``, the mesh off.
 
 ``apply`` takes YAML text holding one or more resources, as ``calicoctl apply
--f`` does.  When ``bgpctl apply`` exists it is used (it validates); otherwise
-each resource is written as-is to ``resources/<plural>/<name>``.
+-f`` does: through ``bgpctl apply -f`` when this tree's bgpctl has it, else
+in-process through ``bgpd.resources`` (Calico's validation, then create or
+replace as compare-and-swap), every document checked before any is written.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import yaml
 
 from ..datastore.directory import DirectoryStore
+from ..resources import models, store
 from .agent import python_module
 from .topology import LabError
 
@@ -29,14 +31,6 @@ API_VERSION = "projectcalico.org/v3"
 POOL_NAME = "lab-pool"
 POOL_CIDR = "10.65.0.0/16"
 BLOCK_SIZE = 26
-#: Resource kinds and the datastore folders that hold them.
-PLURALS = {
-    "BGPConfiguration": "bgpconfigurations",
-    "BGPPeer": "bgppeers",
-    "BGPFilter": "bgpfilters",
-    "IPPool": "ippools",
-    "Node": "nodes",
-}
 #: The lab's encapsulation -> the pool's vxlanMode.
 VXLAN_MODES = {"direct": "Never", "vxlan": "Always", "crosssubnet": "CrossSubnet"}
 
@@ -102,26 +96,9 @@ def bgpctl(state_dir: str, *args: str, node: str | None = None) -> subprocess.Co
     )  # fmt: skip
 
 
-def parse(text: str) -> list[dict[str, Any]]:
-    """The resources in YAML text (empty documents skipped); LabError when one
-    is not a Calico resource the lab knows."""
-    resources = []
-    for doc in yaml.safe_load_all(text):
-        if doc is None:
-            continue
-        if not isinstance(doc, dict):
-            raise LabError(f"not a resource: {doc!r}")
-        kind = doc.get("kind")
-        name = (doc.get("metadata") or {}).get("name")
-        if kind not in PLURALS or not isinstance(name, str) or not name:
-            raise LabError(f"a resource needs a known kind and a metadata.name: {doc!r}")
-        resources.append(doc)
-    return resources
-
-
 def apply(state_dir: str, text: str) -> str:
-    """Apply the resources in ``text``; returns how ("bgpctl" or "datastore")."""
-    resources = parse(text)
+    """Apply the resources in ``text``; returns how ("bgpctl" or "bgpd.resources")."""
+    DirectoryStore(os.path.join(state_dir, "store")).close()  # made if missing
     if bgpctl_can_apply():
         fd, path = tempfile.mkstemp(prefix="apply-", suffix=".yaml", dir=state_dir)
         try:
@@ -133,12 +110,16 @@ def apply(state_dir: str, text: str) -> str:
         if res.returncode != 0:
             raise LabError(f"bgpctl apply: {res.stderr.strip() or res.stdout.strip()}")
         return "bgpctl"
-    store = DirectoryStore(os.path.join(state_dir, "store"))
     try:
-        for doc in resources:
-            doc.setdefault("apiVersion", API_VERSION)
-            key = f"resources/{PLURALS[doc['kind']]}/{doc['metadata']['name']}"
-            store.put(key, doc)
+        loaded = [r for doc in yaml.safe_load_all(text) if doc for r in models.load_resources(doc)]
+    except (yaml.YAMLError, models.ResourceError) as exc:
+        raise LabError(f"apply: {exc}") from None
+    datastore = DirectoryStore(os.path.join(state_dir, "store"))
+    try:
+        for resource in loaded:
+            store.apply(datastore, resource)
+    except store.StoreError as exc:
+        raise LabError(f"apply: {exc}") from None
     finally:
-        store.close()
-    return "datastore"
+        datastore.close()
+    return "bgpd.resources"

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from bgpd.datastore.directory import DirectoryStore
 from bgpd.lab import Lab, LabError
 from bgpd.lab.pinger import checksum
+from bgpd.lab.resources import apply, bgp_configuration, ippool, to_yaml
 from bgpd.lab.topology import Topology, leftovers, netns_names, sh, sweep_stale, wait_for
 
 from .conftest import require_lab, running_lab
@@ -139,3 +141,22 @@ def test_python_m_bgpd_lab_needs_root() -> None:
     )  # fmt: skip
     assert res.returncode == 1, res
     assert "needs root" in res.stderr
+
+
+def test_apply_validates_as_calico_does(tmp_path: Path) -> None:
+    """The lab's own resources pass Calico's validation; a bad one is refused
+    with its field, and nothing of its file is written."""
+    apply(str(tmp_path), to_yaml(ippool("vxlan"), bgp_configuration()))
+    store = DirectoryStore(str(tmp_path / "store"))
+    try:
+        pool = store.get("resources/ippools/lab-pool")
+        assert pool is not None and pool.value["spec"]["vxlanMode"] == "Always"
+        bad = ippool("direct", cidr="10.99.0.0/16", name="bad")
+        bad["spec"]["blockSize"] = 33
+        good = ippool("direct", cidr="10.98.0.0/16", name="good")
+        with pytest.raises(LabError, match="blockSize"):
+            apply(str(tmp_path), to_yaml(good, bad))
+        assert store.get("resources/ippools/good") is None
+        assert store.get("resources/ippools/bad") is None
+    finally:
+        store.close()
