@@ -22,29 +22,22 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from .models_base import (
-    INT32_MAX,
+from .models_base import INT32_MAX, UNSET, Model, Name, OptName, Problems, Resource, problem
+from .models_values import (
     IP,
-    UNSET,
     ASNumber,
     Duration,
     Flag,
     IPv4,
     IPv6,
-    Model,
-    Name,
     Net,
     NetV4,
     NetV6,
-    OptName,
     Password,
-    Problems,
-    Resource,
     Selector,
     community_problem,
     in_range,
     ip_family,
-    problem,
 )
 
 DEFAULT_AS = 64512

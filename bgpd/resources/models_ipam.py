@@ -21,18 +21,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from .models_base import (
-    INT32_MAX,
-    Flag,
-    Model,
-    Problems,
-    Resource,
-    Selector,
-    check_selector,
-    in_range,
-    parse_network,
-    problem,
-)
+from .models_base import INT32_MAX, Model, Problems, Resource, problem
+from .models_values import Flag, Selector, check_selector, in_range, parse_network
 
 Use = Literal["Workload", "Tunnel", "LoadBalancer"]
 DEFAULT_BLOCK_SIZE = {4: 26, 6: 122}

@@ -16,22 +16,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .models_base import (
-    CIDR,
-    UNSET,
-    ASNumber,
-    CIDRv4,
-    CIDRv6,
-    IPv4,
-    IPv6,
-    Mac,
-    Model,
-    OptName,
-    OptStr,
-    Resource,
-    WireguardKey,
-    problem,
-)
+from .models_base import UNSET, Model, OptName, OptStr, Resource, problem
+from .models_values import CIDR, ASNumber, CIDRv4, CIDRv6, IPv4, IPv6, Mac, WireguardKey
 
 
 class NodeBGPSpec(Model):

@@ -25,7 +25,7 @@ from bgpd.resources.models import (
     load_resource,
     load_resources,
 )
-from bgpd.resources.models_base import format_duration, parse_as_number, parse_duration
+from bgpd.resources.models_values import format_duration, parse_as_number, parse_duration
 
 V3 = "projectcalico.org/v3"
 
