@@ -19,7 +19,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ..datastore.base import DatastoreError
-from . import ipam, node
+from . import ipam, node, resources
 from .context import Context, CtlError, default_node_name, default_state_dir
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     ipam.register(commands, [common])
     node.register(commands, [common])
+    resources.register(commands, [common])
     return parser
 
 
