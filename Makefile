@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := bird2 gobgpd iproute2 iputils-ping containernetworking-plugins iptables
 CORE := bgpd/messages bgpd/fsm bgpd/rib bgpd/kernel bgpd/speaker.py bgpd/standalone.py bgpd/standalone_config.py reflector \
-	bgpd/datastore bgpd/ipam bgpd/cni bgpd/resources bgpd/ctl
+	bgpd/datastore bgpd/ipam bgpd/cni bgpd/resources bgpd/ctl bgpd/node bgpd/lab bgpd/config_diff.py bgpd/cli.py
 BENCH ?=
 FUZZ_COUNT ?= 1000000
 CNI_BIN_DIR ?= /opt/cni/bin
@@ -34,14 +34,18 @@ debian-deps:
 	  else echo "not root: cannot install$$missing (tests that need them will skip, or fail under CI=true)"; fi; \
 	fi
 
-run: setup
-	$(PY) -m bgpd.dump tests/data/*.bgp
+# A local cluster in network namespaces: NODES=3 MODE=mesh|reflector ENCAP=direct|vxlan|crosssubnet
+NODES ?= 3
+MODE ?= mesh
+ENCAP ?= direct
+run: setup debian-deps
+	$(PY) -m bgpd.lab --nodes $(NODES) --mode $(MODE) --encap $(ENCAP)
 
 cni-install: setup
 	$(PY) -m bgpd.cni.install $(CNI_BIN_DIR)
 
 lint: setup
-	$(VENV)/bin/ruff check bgpd reflector tests bench tools
+	$(VENV)/bin/ruff check bgpd reflector tests bench tools docker
 	$(VENV)/bin/mypy --strict $(CORE)
 
 unit: setup

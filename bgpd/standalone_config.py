@@ -259,7 +259,7 @@ def _peer(p: dict[str, Any], where: str, doc: dict[str, Any], local_as: int, rid
     client = bool(p.get("route_reflector_client", False))
     if client and doc.get("cluster_id") is None:
         raise ConfigError(f"{where}.route_reflector_client: needs a cluster_id")
-    if client and config.peer_as != local_as:
+    if client and config.peer_as != config.local_as:
         raise ConfigError(f"{where}.route_reflector_client: only iBGP peers are clients")
     allowed = p.get("allowed_local_as", 0)
     if not isinstance(allowed, int) or not 0 <= allowed <= 255:
@@ -407,8 +407,8 @@ def _kernel(k: dict[str, Any]) -> KernelConfig:
     ]
     vx = k.get("vxlan")
     vxlan = _field("kernel.vxlan", _vxlan, vx) if vx is not None else None
-    if vxlan is None and any(p.vxlan is not Mode.NEVER for p in pools):
-        raise ConfigError("kernel.vxlan: a pool uses VXLAN, so this node's VTEP is needed")
+    # A VXLAN pool without our VTEP (not ours, or the tunnel address still to
+    # come) is fine: its routes wait unplanned until the device exists.
     ip = k.get("ipip")
     address = None
     if ip is not None and not isinstance(ip, dict):

@@ -286,7 +286,7 @@ class _Render:
         return out
 
     def explicit(self) -> list[tuple[Json, PeerInfo]]:
-        out = []
+        out, reverse = [], []
         me, labels = self.inp.node, self.labels
         for peer in self.inp.bgp_peers:
             spec = _spec(peer)
@@ -303,8 +303,10 @@ class _Render:
             # The reverse side: we are a Calico node this peering points at.
             if self.targeted_by(spec):
                 for source in self.sources(spec):
-                    out += self.explicit_peer(spec, name, ("node", source, None), False, True)
-        return out
+                    reverse += self.explicit_peer(spec, name, ("node", source, None), False, True)
+        # Calico emits every forward peering before the reverse ones: the first
+        # found for an address wins.
+        return out + reverse
 
     def targets(self, spec: Json) -> list[tuple[str, str, int | None]]:
         """("ip", address, port) or ("node", name, None) for each far end."""
@@ -402,17 +404,21 @@ class _Render:
         effective_port = port or (self.node_port(node) if node is not None else DEFAULT_PORT)
         local_as = parse_as(spec["localASNumber"]) if spec.get("localASNumber") else None
         mine = self.addr[v]
-        passive = node is not None and mine is not None and str(mine.ip) < address
+        # Calico's template: only a global peer that is a Calico node is passive
+        # (the lower address text listens); node-specific peers both connect.
+        passive = is_global and node is not None and mine is not None and str(mine.ip) < address
         source = spec.get("sourceAddress", "UseNodeIP") == "UseNodeIP"
         doc = self.session(v, address, effective_port, peer_as, passive=passive, source=source)
         if local_as is not None and not reverse:
             doc["local_as"] = local_as
+        # Both ends of a peering share its password, GTSM and restart time, or
+        # the session never comes up.
         password = self.secret(spec.get("password"), f"BGPPeer {peer_name}")
-        if password and not reverse:
+        if password:
             doc["password"] = password
-        if spec.get("ttlSecurity") and not reverse:
+        if spec.get("ttlSecurity"):
             doc["ttl_security"] = int(spec["ttlSecurity"])
-        if spec.get("maxRestartTime") and not reverse:
+        if spec.get("maxRestartTime"):
             doc["restart_time"] = round(duration_seconds(str(spec["maxRestartTime"])))
         if not reverse:
             if spec.get("numAllowedLocalASNumbers"):

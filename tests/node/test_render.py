@@ -24,7 +24,7 @@ from bgpd.node.render import (
     split_peer_ip,
 )
 from bgpd.rib.policy import Policy
-from bgpd.standalone_config import ConfigError, parse_config, parse_policy
+from bgpd.standalone_config import parse_config, parse_policy
 
 Json = dict[str, Any]
 V3 = "projectcalico.org/v3"
@@ -509,24 +509,10 @@ def test_reflector_ebgp_peer_is_no_client_and_ibgp_router_is() -> None:
     assert peer(plan, "198.18.9.8")["route_reflector_client"] is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a reflector's peer whose localASNumber equals its asNumber is marked "
-    "route_reflector_client (iBGP on that session), but parse_config checks clients against "
-    "the document's local_as and refuses it: 'only iBGP peers are clients'",
-)
 def test_reflector_peer_with_its_own_local_as_parses() -> None:
     peers = [bgppeer("x", node="node1", peerIP="198.18.9.7", asNumber=65100, localASNumber=65100)]
     run("node1", rr_nodes(), [RR_CONFIG], peers)
 
-
-def test_reflector_peer_with_its_own_local_as_is_refused_today() -> None:
-    """What the xfail above stands for."""
-    peers = [bgppeer("x", node="node1", peerIP="198.18.9.7", asNumber=65100, localASNumber=65100)]
-    plan = render(inputs("node1", rr_nodes(), [RR_CONFIG], peers))
-    assert peer(plan, "198.18.9.7")["route_reflector_client"] is True
-    with pytest.raises(ConfigError, match="only iBGP peers are clients"):
-        parse_config(plan.doc)
 
 
 def test_reverse_peering_manual() -> None:
@@ -599,25 +585,12 @@ def test_forward_side_of_a_secured_peering() -> None:
     assert forward["ttl_security"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the reverse peering drops the BGPPeer's password, maxRestartTime and ttlSecurity; "
-    "Calico (client.go setPeerConfigFieldsFromV3Resource / nodeAsBGPPeers) gives both sides "
-    "the same ones, else MD5 and GTSM differ between the two ends and the session never "
-    "comes up",
-)
 @pytest.mark.parametrize("key", ["password", "restart_time", "ttl_security"])
 def test_reverse_side_of_a_secured_peering_matches(key: str) -> None:
     forward, reverse = secured_sides()
     assert reverse.get(key) == forward[key]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an explicit node-specific peering loses to another BGPPeer's implicit reverse "
-    "peering listed before it; Calico emits every forward peering first, so the explicit "
-    "one wins (client.go updatePeersV1)",
-)
 def test_explicit_peering_wins_over_a_reverse_one() -> None:
     explicit = bgppeer(
         "rr-to-node2", node="node1", peerIP="198.18.0.9", asNumber=63400, nextHopMode="Self"
@@ -757,12 +730,6 @@ def test_global_peer_to_a_calico_node_is_passive_by_text() -> None:
     assert peer(run("b", nodes, off, [to_a]), "198.18.0.10")["passive"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Node_ peers get passive by the address-text rule; CALICO.md §1.4 gives passive "
-    "only to Global peers that are Calico nodes (the compiled route_reflector example has "
-    "no 'passive on' on its Node_ peers)",
-)
 @pytest.mark.parametrize("case", ["reflector", "peer-ip-node"])
 def test_node_specific_peers_are_never_passive(case: str) -> None:
     if case == "reflector":
@@ -1398,12 +1365,6 @@ def test_kernel_vxlan_present_with_selector_and_no_mac() -> None:
     assert plan.doc["kernel"]["vxlan"] == {"local": "198.18.0.1", "address": "10.5.0.1"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a VXLAN pool the node does not use (not selected / disabled) or a missing VTEP "
-    "address leaves the kernel section without 'vxlan', which parse_config refuses "
-    "('kernel.vxlan: a pool uses VXLAN, so this node's VTEP is needed')",
-)
 @pytest.mark.parametrize(
     ("pool_spec", "tunnel"),
     [({"nodeSelector": 'zone == "far"'}, True), ({"disabled": True}, True), ({}, False)],
@@ -1416,13 +1377,6 @@ def test_kernel_vxlan_absent_still_parses(pool_spec: Json, tunnel: bool) -> None
     pools = [pool("vx", "10.5.0.0/16", vxlanMode="Always", **pool_spec)]
     run("node1", {"node1": n, "node2": node("node2", "198.18.0.2/24")}, [], [], pools)
 
-
-def test_kernel_vxlan_absent_is_refused_today() -> None:
-    """What the xfail above stands for: the document is refused as it is."""
-    pools = [pool("vx", "10.5.0.0/16", vxlanMode="Always", nodeSelector='zone == "far"')]
-    plan = render(inputs("node1", {"node1": vxlan_node()}, [], [], pools))
-    with pytest.raises(ConfigError, match=r"kernel\.vxlan"):
-        parse_config(plan.doc)
 
 
 def test_no_kernel_section_without_fib() -> None:

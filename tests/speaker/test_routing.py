@@ -208,8 +208,6 @@ def test_duplicate_peer_is_refused() -> None:
          "kernel.pools[0].vxlan_mode: 'Sometimes' is not a valid Mode"),
         ({"pools": [{"cidr": "10.0.0.0/8", "vxlan_mode": "Always", "ipip_mode": "Always"}]},
          "kernel.pools[0]: pool 10.0.0.0/8: ipipMode and vxlanMode cannot both be enabled"),
-        ({"pools": [{"cidr": "10.0.0.0/8", "vxlan_mode": "Always"}]},
-         "kernel.vxlan: a pool uses VXLAN, so this node's VTEP is needed"),
         ({"vxlan": {"local": "10.0.0.1", "address": "10.1.0.0", "mac": "66:00"}},
          "kernel.vxlan.mac: '66:00' is not a MAC address"),
         ({"vxlan": {"local": "10.0.0.1"}}, "kernel.vxlan.address: missing address"),
