@@ -55,19 +55,20 @@ def hints(lab: Lab) -> None:
     lines = [
         "",
         "What to try, as root in another terminal:",
-        f"  ip netns exec {n1.ns} ip route                      # routes the agent programmed",
+        f"  ip netns exec {n1.ns} ip route",
         f"  {ctl} --node-name {n1.name} node status",
         f"  {ctl} ipam show --show-blocks",
         f"  {ctl} get ippools -o yaml",
-        f"  curl -s --unix-socket {lab.state}/run/api-{n1.name}.sock http://node/status",
+        f"  curl -s --unix-socket {lab.state}/run/api-{n1.name}.sock http://node/routes",
         f"  tail -f {lab.state}/logs/{n1.name}.log",
     ]
     if len(pods) >= 2:
         a, b = pods[0], pods[-1]
-        lines.append(f"  ip netns exec {a.ns} ping {b.ip}              # pod to pod")
+        lines.append(f"  ip netns exec {a.ns} ping {b.ip}")
     agent = lab.agents[lab.node_names[-1]]
     lines += [
-        f"  kill -9 {agent.pid}       # crash {agent.name}'s agent: the others keep its routes",
+        f"  kill -9 {agent.pid}    (crash {agent.name}'s agent: its peers keep its routes, and "
+        "the lab starts it again, as its DaemonSet would)",
         "",
         "Press Ctrl-C to stop the cluster and remove everything it made.",
     ]
@@ -104,14 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         lab.start()
         show(lab)
         hints(lab)
-        reported: set[str] = set()
         while True:
-            time.sleep(1)  # waiting for Ctrl-C; meanwhile, say when an agent dies
+            time.sleep(1)  # waiting for Ctrl-C; meanwhile, restart an agent that died
             for agent in lab.agents.values():
-                if not agent.running() and agent.name not in reported:
-                    reported.add(agent.name)
-                    print(f"{agent.name}'s agent exited ({agent.proc and agent.proc.returncode}); "
-                          f"log: {agent.log_path}", flush=True)  # fmt: skip
+                if not agent.running():
+                    code = agent.proc.returncode if agent.proc else None
+                    agent.start()
+                    print(f"{agent.name}'s agent exited ({code}); started again as pid "
+                          f"{agent.pid} (log: {agent.log_path})", flush=True)  # fmt: skip
     except KeyboardInterrupt:
         print("\nstopping: pods, agents, namespaces", flush=True)
     except LabError as exc:

@@ -100,7 +100,8 @@ def test_stale_namespaces_of_dead_labs_are_swept(tmp_path: Path) -> None:
 
 def test_python_m_bgpd_lab_runs_until_ctrl_c(tmp_path: Path) -> None:
     """What ``make run`` runs: the status of every node, a ping between pods on
-    different nodes, what to try; Ctrl-C removes everything."""
+    different nodes, what to try; a crashed agent started again; Ctrl-C removes
+    everything."""
     require_lab()
     out = tmp_path / "out.txt"
     with open(out, "w") as f:
@@ -120,6 +121,11 @@ def test_python_m_bgpd_lab_runs_until_ctrl_c(tmp_path: Path) -> None:
         assert " 0% packet loss" in text, text
         assert "node status" in text and "ip route" in text, text
         assert any(name.startswith(f"bgpdlab{proc.pid}x") for name in netns_names())
+        # The agent crashed as the hint says: the lab starts it again.
+        match = re.search(r"kill -9 (\d+)", text)
+        assert match is not None, text
+        os.kill(int(match.group(1)), signal.SIGKILL)
+        wait_for(lambda: "started again as pid" in out.read_text(), 60, "the agent's restart")
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(60) == 0, out.read_text()
     finally:
