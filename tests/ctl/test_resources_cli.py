@@ -523,3 +523,53 @@ def test_as_a_subprocess(tmp_path: Path) -> None:
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == ("Failed to apply any resources: stdin document 3: "
                            "BGPConfiguration \"default\": spec.bogus: unknown field\n")  # fmt: skip
+
+
+def test_get_more_shapes(ctl: Ctl) -> None:
+    assert ctl.ok("get", "bgpfilters") == "NAME   \n\n"
+    listed = yaml.safe_load(ctl.ok("get", "bgppeer", "-o", "yaml"))
+    assert (listed["kind"], listed["items"]) == ("BGPPeerList", [])
+    ctl.ok("apply", "-f", ctl.file("pools.yaml", POOLS))
+    two = yaml.safe_load(ctl.ok("get", "ippool", "edge-v6", "default-ipv4-ippool", "-o", "yaml"))
+    assert [o["metadata"]["name"] for o in two] == ["edge-v6", "default-ipv4-ippool"]
+    shown = json.loads(ctl.ok("get", "IPPool", "-o", "json"))
+    assert list(shown) == ["kind", "apiVersion", "metadata", "items"]
+    assert list(shown["items"][0]) == ["kind", "apiVersion", "metadata", "spec"]
+
+
+def test_node_table_without_a_default_configuration(ctl: Ctl) -> None:
+    ctl.file("n.yaml", RR_TRIO.split("---", maxsplit=1)[0])
+    ctl.ok("apply", "-f", str(ctl.state / "n.yaml"))
+    ctl.store.put("resources/nodes/bare", {"metadata": {"name": "bare"}, "spec": {}})
+    assert ctl.ok("get", "nodes", "-o", "wide") == (
+        "NAME    ASN       IPV4            IPV6   \n"
+        "bare                                     \n"
+        "node1   (64512)   198.18.0.1/24          \n"
+        "\n"
+    )
+
+
+def test_per_node_bgp_configuration_row(ctl: Ctl) -> None:
+    ctl.ok("apply", "-f", ctl.file("c.yaml", """\
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: node.node1}
+spec: {listenPort: 1790}
+"""))
+    assert ctl.ok("get", "bgpconfigurations") == (
+        "NAME         LOGSEVERITY   MESHENABLED   ASNUMBER   \n"
+        "node.node1                 -             -          \n"
+        "\n"
+    )
+
+
+def test_usage_errors(ctl: Ctl) -> None:
+    path = ctl.file("p.yaml", TOR_PEER)
+    assert ctl("delete", "bgppeer", "-f", path)[2] == (
+        "give either -f FILE or KIND NAME..., not both\n"
+    )
+    assert ctl("delete")[2] == "give KIND NAME... or -f FILE\n"
+    status, _, err = ctl("apply")
+    assert status == 1 and "-f/--filename" in err
+    status, _, err = ctl("get", "ippool", "-o", "table")
+    assert status == 1 and "invalid choice" in err

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import re
 from typing import Any
 
 import pytest
@@ -25,7 +26,14 @@ from bgpd.resources.models import (
     load_resource,
     load_resources,
 )
-from bgpd.resources.models_values import format_duration, parse_as_number, parse_duration
+from bgpd.resources.models_bgp import split_peer_ip
+from bgpd.resources.models_values import (
+    community_problem,
+    format_duration,
+    parse_as_number,
+    parse_duration,
+    parse_network,
+)
 
 V3 = "projectcalico.org/v3"
 
@@ -857,3 +865,62 @@ def test_dump_load_dump_is_stable(doc: dict[str, Any]) -> None:
 def test_generated_pools_are_valid(doc: dict[str, Any]) -> None:
     out = dump(load_resource(doc))
     assert out["spec"]["blockSize"] >= int(out["spec"]["cidr"].split("/")[1])
+
+
+# -- value parsers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "strict", "need_length", "network"),
+    [("10.0.0.0/8", True, False, "10.0.0.0/8"), ("10.0.0.5", True, False, "10.0.0.5/32"),
+     ("10.0.0.5/24", False, False, "10.0.0.0/24"), ("fd00:0::/48", True, True, "fd00::/48"),
+     ("::/0", True, True, "::/0")],
+)  # fmt: skip
+def test_networks(text: str, strict: bool, need_length: bool, network: str) -> None:
+    assert str(parse_network(text, strict=strict, need_length=need_length)) == network
+
+
+@pytest.mark.parametrize(
+    ("text", "need_length", "reason"),
+    [("10.0.0.0/255.0.0.0", False, "prefix length"), ("10.0.0.0/+8", False, "prefix length"),
+     ("10.0.0.0/0008", False, "prefix length"), ("fe80::1%eth0/64", False, "not an IP address"),
+     ("10.0.0.5", True, "address/length"), ("10.0.0.1/24", False, "not strictly masked"),
+     ("10.0.0.0/", False, "prefix length"), ("010.0.0.0/8", False, "not an IP address")],
+)  # fmt: skip
+def test_bad_networks(text: str, need_length: bool, reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        parse_network(text, strict=True, need_length=need_length)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [("65535:65535", None), ("0:0", None), ("4294967295:0:4294967295", None),
+     ("65536:1", "16-bit"), ("1:2:4294967296", "32-bit"), ("1:2:3:4", "aa:nn or aa:nn:mm"),
+     ("no-export", "aa:nn or aa:nn:mm"), ("1:", "aa:nn or aa:nn:mm")],
+)  # fmt: skip
+def test_communities(value: str, reason: str | None) -> None:
+    why = community_problem(value)
+    assert why is None if reason is None else reason in (why or "")
+
+
+@pytest.mark.parametrize(
+    ("mac", "good"),
+    [("66:d8:0b:94:f6:1a", True), ("66-D8-0B-94-F6-1A", True), ("66d8.0b94.f61a", True),
+     ("66:d8:0b:94:f6", False), ("66:d8:0b:94:f6:1a:00:00", False), ("zz:d8:0b:94:f6:1a", False)],
+)  # fmt: skip
+def test_mac_addresses(mac: str, good: bool) -> None:
+    doc = node({"vxlanTunnelMACAddr": mac})
+    if good:
+        assert dump(load_resource(doc))["spec"]["vxlanTunnelMACAddr"] == mac
+    else:
+        assert refused(doc).problems[0][0] == "spec.vxlanTunnelMACAddr"
+
+
+def test_peer_ip_forms() -> None:
+    assert split_peer_ip("10.0.0.1") == ("10.0.0.1", None)
+    assert split_peer_ip("10.0.0.1:1790") == ("10.0.0.1", 1790)
+    assert split_peer_ip("[fd00::1]:179") == ("fd00::1", 179)
+    assert split_peer_ip("fd00::1") == ("fd00::1", None)
+    for bad in ("[fd00::1]", "10.0.0.1:", "host:179", "[10.0.0.1]:179x", "10.0.0.1:65536"):
+        with pytest.raises(ValueError):
+            split_peer_ip(bad)

@@ -459,3 +459,26 @@ def test_dry_run_compare_and_swap(store: DirectoryStore) -> None:
     assert not dry.delete("a/b")
     assert dry.get("a/b") is None and dry.get("a/c") is None
     assert store.keys("") == []
+
+
+def test_pool_checks_skip_other_families_and_damaged_pools(store: DirectoryStore) -> None:
+    store.put("resources/ippools/broken", {"metadata": {"name": "broken"},
+                                           "spec": {"cidr": "not a cidr"}})  # fmt: skip
+    create(store, pool("v4", "10.0.0.0/8"))
+    create(store, pool("v6", "fd00::/8"))
+    assert {p["metadata"]["name"] for p in list_resources(store, "IPPool")} == {
+        "broken", "v4", "v6"
+    }
+
+
+def test_an_ipv6_pool_in_use(store: DirectoryStore) -> None:
+    create(store, pool("v6", "fd00:65::/48"))
+    (got,) = Ipam(store, "node1").auto_assign("h1", {}, num4=0, num6=1)
+    assert got.address.startswith("fd00:65::")
+    with pytest.raises(Refused, match=r"cannot change the CIDR"):
+        replace(store, pool("v6", "fd00:66::/48"))
+    with pytest.raises(Refused, match=r"overlaps IPPool 'v6'"):
+        create(store, pool("v6b", "fd00:65::/48", blockSize=120))
+    delete(store, "IPPool", "v6")
+    with pytest.raises(Refused, match=r"/120 conflicts with allocated block fd00:65::/122"):
+        create(store, pool("v6b", "fd00:65::/48", blockSize=120))
