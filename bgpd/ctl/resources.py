@@ -234,11 +234,9 @@ class Item:
                    resource.metadata.resource_version)  # fmt: skip
 
 
-def read_resources(
-    path: str, recursive: bool = False, skip_empty: bool = False
-) -> tuple[list[Item], list[str]]:
-    """Every resource in ``path`` with where it came from, and the kinds the
-    documents name (for messages).  Failed on the first bad document."""
+def read_resources(path: str, recursive: bool = False, skip_empty: bool = False) -> list[Item]:
+    """Every resource in ``path``, with where it came from.  Failed (or
+    _ResourceFailure, naming the document) on the first bad document."""
     from ..resources.models import ResourceError, canonical_kind, load_resources  # noqa: PLC0415
 
     entries: list[Item] = []
@@ -270,7 +268,7 @@ def read_resources(
             raise _ResourceFailure(where, str(exc), kinds, len(kinds)) from None
     if not entries and not skip_empty and os.path.isdir(path):
         raise Failed(f"No resources specified in directory {path}")
-    return entries, kinds
+    return entries
 
 
 def _kinds_of(doc: object, canonical: Any) -> list[str]:
@@ -361,7 +359,7 @@ def _fail(exc: Failed) -> int:
 
 def _read(args: argparse.Namespace, action: str) -> list[Item]:
     try:
-        entries, _ = read_resources(args.filename, args.recursive, args.skip_empty)
+        entries = read_resources(args.filename, args.recursive, args.skip_empty)
     except _ResourceFailure as exc:
         raise _failure(action, exc.kinds, exc.count, str(exc)) from None
     return entries

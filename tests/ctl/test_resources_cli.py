@@ -573,3 +573,24 @@ def test_usage_errors(ctl: Ctl) -> None:
     assert status == 1 and "-f/--filename" in err
     status, _, err = ctl("get", "ippool", "-o", "table")
     assert status == 1 and "invalid choice" in err
+
+
+def test_a_writer_between_dry_run_and_writes_is_a_partial_success(
+    ctl: Ctl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dry run passed; then another process creates the second peer before we
+    do.  calicoctl's words for a batch stopped half-way."""
+    second = TOR_PEER.replace("rack1-tor", "rack2-tor")
+    real_create = resources.WRITES["create"]
+
+    def racing_create(target: Any, resource: Any) -> dict[str, Any]:
+        out = real_create(target, resource)
+        if not isinstance(target, resources.DryRun) and resource.name == "rack1-tor":
+            ctl.store.put("resources/bgppeers/rack2-tor", {"metadata": {"name": "rack2-tor"}})
+        return out
+
+    monkeypatch.setitem(resources.WRITES, "create", racing_create)
+    status, out, err = ctl("create", "-f", ctl.file("two.yaml", TOR_PEER + "---\n" + second))
+    assert status == 1
+    assert out == "Partial success: created the first 1 out of 2 'BGPPeer' resources:\n"
+    assert err == "Hit error(s): resource already exists: BGPPeer(rack2-tor)\n"
