@@ -3,12 +3,14 @@ reflectors for every node, the mesh off with AS 63400) applied to a running
 three-node mesh turn it into a reflector topology (CALICO.md §1.4-1.5): every
 Mesh_ session goes, node1 has a Node_ session to each other node and takes them
 as clients, the others have one Node_ session, to node1; routes between the
-clients are reflected with their next hop kept, and pods still reach each other.
+clients are reflected with their next hop kept, and pods still reach each other;
+the reflector crashing under a flood between its clients loses no packet.
 
 And a lab started in reflector mode comes up in that topology directly."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +82,22 @@ def test_pods_still_reach_each_other(lab: Lab) -> None:
             if a.node != b.node:
                 result = lab.ping_result(a, b.ip, count=2, interval=0.05)
                 assert result.loss == 0.0, f"{a.name} -> {b.name}:\n{result.output}"
+
+
+def test_the_reflector_crashing_loses_no_packet_between_clients(lab: Lab) -> None:
+    """node1, the reflector, SIGKILLed under a flood between its clients' pods:
+    the clients keep the routes it reflected (graceful restart), and get them
+    again from it when it is back."""
+    flood = lab.flood(lab.pods_on("node2")[0], lab.pods_on("node3")[0].ip)
+    lab.wait_flowing(flood, 200)
+    lab.kill("node1", signal.SIGKILL)
+    lab.wait_flowing(flood, 200)
+    lab.restart("node1")
+    lab.wait_established(timeout=60)
+    check_reflector_topology(lab)
+    lab.wait_flowing(flood, 200)
+    result = flood.stop()
+    assert result["lost"] == [] and result["received"] == result["sent"], (result, diagnose(lab))
 
 
 def test_a_lab_started_in_reflector_mode(tmp_path: Path) -> None:
