@@ -207,7 +207,8 @@ class Lab:
             agent.start()
         self.wait_established(timeout=self.start_timeout)
         if self.pods_per_node:
-            self._say(f"creating {self.pods_per_node} pods per node through the CNI plugin")
+            pods = f"{self.pods_per_node} pod{'s' if self.pods_per_node > 1 else ''}"
+            self._say(f"creating {pods} per node through the CNI plugin")
             for net in nets:
                 for n in range(1, self.pods_per_node + 1):
                     self.add_pod(net.name, n)
