@@ -535,8 +535,15 @@ def announcements(store: Datastore, node: str) -> tuple[list[str], list[str]]:
         r.value["cidr"] for r in store.list(f"{AFFINITIES}{node}/")
         if r.value.get("state") == "confirmed"
     ]
+    borrowed = [a for addresses in borrowed_by_block(store, node).values() for a in addresses]
+    return blocks, borrowed
+
+
+def borrowed_by_block(store: Datastore, node: str) -> dict[str, list[str]]:
+    """The host routes of the addresses ``node`` borrowed, by the key of the block
+    they come from (a watcher needs only those blocks' changes)."""
     own = f"host:{node}"
-    borrowed = []
+    found: dict[str, list[str]] = {}
     for record in store.list(BLOCKS):
         if record.value.get("affinity") == own:
             continue
@@ -544,9 +551,9 @@ def announcements(store: Datastore, node: str) -> tuple[list[str], list[str]]:
         for ordinal, attrs in block.allocated():
             if (attrs.get("secondary") or {}).get("node") == node:
                 bits = 32 if block.family == 4 else 128
-                borrowed.append(f"{block.address(ordinal)}/{bits}")
-    return blocks, borrowed
+                found.setdefault(record.key, []).append(f"{block.address(ordinal)}/{bits}")
+    return found
 
 
 __all__ = ["Assignment", "BlockLimitError", "ExhaustedError", "Ipam", "IpamError", "PoolError",
-           "announcements"]
+           "announcements", "borrowed_by_block"]

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..datastore.base import Conflict
 from ..datastore.directory import DirectoryStore
-from ..ipam.allocator import AFFINITIES, Ipam, IpamError, announcements
+from ..ipam.allocator import AFFINITIES, BLOCKS, Ipam, IpamError, announcements, borrowed_by_block
 from ..kernel.interfaces import InterfaceAddress, interface_addresses
 from ..messages import IPV4_UNICAST, IPV6_UNICAST, prefix_to_text
 from ..standalone import StandaloneSpeaker
@@ -39,14 +39,14 @@ from .addresses import AutodetectError, Detected, detect
 from .render import Inputs, Plan, render
 
 if TYPE_CHECKING:
-    from ..datastore.base import Datastore
+    from ..datastore.base import Change, Datastore
 
 log = logging.getLogger(__name__)
 
 NODES = "resources/nodes/"
 WATCHED = (
     "resources/nodes/", "resources/bgpconfigurations/", "resources/bgppeers/",
-    "resources/ippools/", "resources/bgpfilters/", "ipam/blocks/",
+    "resources/ippools/", "resources/bgpfilters/",
 )  # fmt: skip
 VXLAN_HANDLE = "vxlan-tunnel-addr-{}"
 FAMILIES = {"ipv4": IPV4_UNICAST, "ipv6": IPV6_UNICAST}
@@ -99,6 +99,8 @@ class NodeAgent:
         self.lag = 0.0
         self.reconfigurations = 0
         self.warnings: list[str] = []
+        #: Keys of the blocks we borrowed addresses from, at the last render.
+        self._lenders: set[str] = set()
         self._dirty = False
         self._scheduled = False
         self._restarting: asyncio.Task[None] | None = None
@@ -263,7 +265,9 @@ class NodeAgent:
             (r.value["cidr"], str(r.value.get("state") or "confirmed"))
             for r in store.list(f"{AFFINITIES}{o.node}/")
         ]
-        _confirmed, borrowed = announcements(store, o.node)
+        lenders = borrowed_by_block(store, o.node)
+        self._lenders = set(lenders)
+        borrowed = [a for addresses in lenders.values() for a in addresses]
         return Inputs(
             node=o.node,
             nodes=by_name(NODES),
@@ -301,11 +305,28 @@ class NodeAgent:
 
     async def _follow(self, since: int) -> None:
         async for batch in self.store.watch("", since):
-            relevant = [c for c in batch if c.key is None or c.key.startswith(WATCHED)
-                        or c.key.startswith(f"{AFFINITIES}{self.options.node}/")]  # fmt: skip
+            relevant = [c for c in batch if self._relevant(c)]
             if relevant:
                 self.changes += len(relevant)
                 self._mark_dirty()
+
+    def _relevant(self, change: Change) -> bool:
+        """Whether a change can alter what we render.  A block matters only when
+        we borrow from it (or may start to): every pod started anywhere writes
+        one, and re-rendering on each would cost every agent CPU per pod."""
+        key, node = change.key, self.options.node
+        if key is None or key.startswith(WATCHED) or key.startswith(f"{AFFINITIES}{node}/"):
+            return True
+        if not key.startswith(BLOCKS):
+            return False
+        if key in self._lenders:
+            return True
+        value = change.record.value if change.record is not None else {}
+        if value.get("affinity") == f"host:{node}":
+            return False
+        return any(
+            (a.get("secondary") or {}).get("node") == node for a in value.get("attributes") or []
+        )
 
     def _mark_dirty(self) -> None:
         self._dirty = True
