@@ -4,8 +4,8 @@
 
 Each command group lives in its own module with a ``register(subparsers)`` that
 adds its parser and sets ``run`` (a function of the parsed arguments and the
-``Context`` that returns the exit status).  Only ``ipam`` exists so far; ``apply``,
-``get`` and ``node status`` slot in the same way.
+``Context`` that returns the exit status): ``resources`` (apply, create, replace,
+delete, get), ``node`` (status, routes) and ``ipam``.
 
 Exit status: 0 when the command did its work (``ipam check`` finding problems
 included, as calicoctl's), 1 on any failure, with one line on stderr.  Usage
