@@ -103,6 +103,7 @@ class NodeAgent:
         self._lenders: set[str] = set()
         self._dirty = False
         self._scheduled = False
+        self._woken = 0.0  # when the pending re-render was asked for (for the lag)
         self._restarting: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._api: Any = None
