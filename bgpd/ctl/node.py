@@ -41,6 +41,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..datastore.local import api_socket_path
 from . import table
 from .context import CtlError
 
@@ -73,11 +74,6 @@ class Unreachable(Exception):
     """No node agent answers at the API address."""
 
 
-def api_socket_path(state_dir: str, node: str) -> str:
-    """The unix socket the node agent always serves its API on."""
-    return f"{state_dir}/run/api-{node}.sock"
-
-
 def resolve_api(option: str | None, ctx: Context) -> str:
     """``--api``, else ``$BGPD_API``, else the agent's socket if present, else TCP 9179."""
     if option:
@@ -91,7 +87,7 @@ def resolve_api(option: str | None, ctx: Context) -> str:
     return DEFAULT_API
 
 
-def _connection(api: str, timeout: float) -> http.client.HTTPConnection:
+def api_connection(api: str, timeout: float) -> http.client.HTTPConnection:
     """An HTTP connection (not yet connected) to ``http://host[:port]`` or
     ``unix:/path`` (a bare absolute path is a unix socket too)."""
     import http.client  # noqa: PLC0415 - 30 ms that other bgpctl commands do not pay
@@ -138,7 +134,7 @@ def fetch(api: str, path: str, timeout: float = TIMEOUT) -> Any:
     agent answers there; ``CtlError`` when one answers with an error."""
     import http.client  # noqa: PLC0415
 
-    conn = _connection(api, timeout)
+    conn = api_connection(api, timeout)
     try:
         conn.request("GET", path, headers={"Accept": "application/json"})
         response = conn.getresponse()

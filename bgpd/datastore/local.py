@@ -30,6 +30,11 @@ def node_name(state: str) -> str:
     return os.uname().nodename
 
 
+def api_socket_path(state: str, node: str) -> str:
+    """The unix socket a node agent always serves its status API on."""
+    return f"{state}/run/api-{node}.sock"
+
+
 def pid_alive(pid: object) -> bool:
     """Whether process ``pid`` runs (in this PID namespace: the directory datastore
     never spans machines)."""

@@ -15,11 +15,9 @@ The agent's read-only API is HTTP on the unix socket ``<state>/run/api-<node>.so
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,31 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..ctl.node import api_connection
+from ..datastore.local import api_socket_path
 from .topology import LabError, NodeNet
 
 STOP_TIMEOUT = 10.0
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._unix_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._unix_path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
-
-
 def api_get(socket_path: str, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
     """``GET path`` on the agent's unix socket: (HTTP status, body).  OSError
     when nobody listens (the agent not started yet, or gone)."""
-    conn = _UnixHTTPConnection(socket_path, timeout)
+    conn = api_connection(f"unix:{socket_path}", timeout)
     try:
         conn.request("GET", path)
         response = conn.getresponse()
@@ -86,7 +70,7 @@ class Agent:
 
     @property
     def socket_path(self) -> str:
-        return str(self.state_dir / "run" / f"api-{self.name}.sock")
+        return api_socket_path(str(self.state_dir), self.name)
 
     @property
     def pid(self) -> int | None:

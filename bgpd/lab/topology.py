@@ -50,6 +50,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..datastore.local import pid_alive
+
 #: Encapsulations a lab can run (the IP pool's mode, CALICO.md §2.4).
 ENCAPS = ("direct", "vxlan", "crosssubnet")
 MAX_NODES = 120
@@ -117,16 +119,6 @@ def netns_pids(ns: str) -> list[int]:
     return [int(word) for word in res.stdout.split() if word.isdigit()]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale() -> list[str]:
     """Remove what labs whose creating process is dead left behind (a lab killed
     with SIGKILL cannot clean up): their namespaces, after SIGKILL to the
@@ -134,7 +126,7 @@ def sweep_stale() -> list[str]:
     removed = []
     for name in netns_names():
         match = _PREFIX_RE.match(name)
-        if match is None or _pid_alive(int(match.group(1))):
+        if match is None or pid_alive(int(match.group(1))):
             continue
         for pid in netns_pids(name):
             with contextlib.suppress(ProcessLookupError):

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..datastore.base import Conflict
 from ..datastore.directory import DirectoryStore
+from ..datastore.local import api_socket_path
 from ..ipam.allocator import AFFINITIES, BLOCKS, Ipam, IpamError, announcements, borrowed_by_block
 from ..kernel.interfaces import InterfaceAddress, interface_addresses
 from ..messages import IPV4_UNICAST, IPV6_UNICAST, prefix_to_text
@@ -76,7 +77,7 @@ class AgentOptions:
 
     @property
     def api_socket(self) -> str:
-        return os.path.join(self.state_dir, "run", f"api-{self.node}.sock")
+        return api_socket_path(self.state_dir, self.node)
 
 
 @dataclass
