@@ -36,12 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .metrics import exposition, make_registry
+from .metrics import exposition, make_policy_registry, make_registry
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from .metrics import CollectorRegistry
+    from .metrics import CollectorRegistry, PolicySource
     from .status import StatusSource
 
     Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -54,6 +54,7 @@ SOCKET_MODE = 0o660
 FAMILIES = ("ipv4", "ipv6")
 
 SOURCE_KEY: web.AppKey[StatusSource] = web.AppKey("source")
+POLICY_KEY: web.AppKey[PolicySource] = web.AppKey("policy")
 REGISTRY_KEY: web.AppKey[CollectorRegistry] = web.AppKey("registry")
 
 
@@ -162,6 +163,32 @@ def build_app(source: StatusSource, registry: CollectorRegistry | None = None) -
     return app
 
 
+async def policy_status(request: web.Request) -> web.Response:
+    return _json(request.app[POLICY_KEY].status(), pretty=_pretty(request))
+
+
+async def policy_counters(request: web.Request) -> web.Response:
+    return _json({"counters": request.app[POLICY_KEY].counters()}, pretty=_pretty(request))
+
+
+def build_policy_app(
+    source: PolicySource, registry: CollectorRegistry | None = None
+) -> web.Application:
+    """The policy agent's routes: ``/status``, ``/counters`` (per policy rule),
+    ``/healthz`` and ``/metrics``."""
+    app = web.Application(middlewares=[_errors])
+    app[POLICY_KEY] = source
+    app[REGISTRY_KEY] = make_policy_registry(source) if registry is None else registry
+    for path, handler in (
+        ("/status", policy_status),
+        ("/counters", policy_counters),
+        ("/healthz", healthz),
+        ("/metrics", metrics),
+    ):
+        app.router.add_get(path, handler)
+    return app
+
+
 def _claim_socket_path(path: str) -> None:
     """Make ``path`` free for a new socket: create its folder, remove a stale socket."""
     os.makedirs(os.path.dirname(path) or ".", mode=0o755, exist_ok=True)
@@ -211,14 +238,19 @@ class ApiServer:
 
     def __init__(
         self,
-        source: StatusSource,
+        source: StatusSource | None = None,
         *,
         port: int = DEFAULT_PORT,
         socket_path: str | None = None,
         host: str = DEFAULT_HOST,
         registry: CollectorRegistry | None = None,
+        app: web.Application | None = None,
     ) -> None:
-        self.app = build_app(source, registry)
+        if app is None:
+            if source is None:
+                raise ValueError("ApiServer needs a source or an app")
+            app = build_app(source, registry)
+        self.app = app
         self.port = port
         self.host = host
         self.socket_path = socket_path

@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--cluster-id", default=None,
                            help="set routeReflectorClusterID on this node's resource")  # fmt: skip
             p.add_argument("--no-fib", action="store_true", help="do not program the kernel")
+    # listed for --help only: bgpd.cli hands `bgpd policy ...` to bgpd.policy.main
+    sub.add_parser("policy", help="the NetworkPolicy agent (see bgpd policy --help)")
     return parser
 
 

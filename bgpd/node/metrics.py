@@ -35,7 +35,7 @@ CalicoNodeStatus peer type (NodeMesh, NodePeer, GlobalPeer).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -56,7 +56,15 @@ if TYPE_CHECKING:
 
     from .status import StatusSource
 
-__all__ = ["CollectorRegistry", "StatusCollector", "exposition", "make_registry"]
+__all__ = [
+    "CollectorRegistry",
+    "PolicyCollector",
+    "PolicySource",
+    "StatusCollector",
+    "exposition",
+    "make_policy_registry",
+    "make_registry",
+]
 
 #: RFC 4271 §8.2.2's states, in the order of the FSM: every one is reported, zeros included.
 BGP_STATES = ("Idle", "Connect", "Active", "OpenSent", "OpenConfirm", "Established")
@@ -193,6 +201,93 @@ def make_registry(source: StatusSource) -> CollectorRegistry:
     files, start time, Python version, garbage collection)."""
     registry = CollectorRegistry()
     registry.register(StatusCollector(source))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+class PolicySource(Protocol):
+    """What the policy agent (``bgpd policy``) shows: ``status()`` as its status
+    file holds it, and ``counters()``: one document per policy rule
+    (``namespace``, ``policy``, ``direction``, ``rule``, ``packets``, ``bytes``)
+    and per direction of denials (``policy`` empty, ``rule`` "denied")."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def counters(self) -> list[dict[str, Any]]: ...
+
+
+#: (metric name, help, the policy status field).
+_POLICY_GAUGES = (
+    ("bgpd_policy_policies", "NetworkPolicies in force", "policies"),
+    ("bgpd_policy_pods", "Pods known (cluster-wide)", "pods"),
+    ("bgpd_policy_endpoints", "This node's pod interfaces", "endpoints"),
+    ("bgpd_policy_chains", "Chains in the policy table", "chains"),
+    ("bgpd_policy_rules", "Rules in the policy table", "rules"),
+    ("bgpd_policy_sets", "Named sets in the policy table", "sets"),
+    ("bgpd_policy_revision", "Datastore revision enforced", "revision"),
+    ("bgpd_policy_last_apply_seconds", "Time the last nft transaction took", "lastApplySeconds"),
+)
+
+
+class PolicyCollector(Collector):
+    """The policy agent's metrics, read at each scrape::
+
+        bgpd_policy_rule_packets_total{namespace,policy,direction,rule}   and _bytes_total
+        bgpd_policy_denied_packets_total{direction}                       and _bytes_total
+        bgpd_policy_refused_resources                                     bad resources ignored
+        bgpd_policy_transactions_total, bgpd_policy_failures_total
+        bgpd_policy_{policies,pods,endpoints,chains,rules,sets,revision,last_apply_seconds}
+    """
+
+    def __init__(self, source: PolicySource) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        status = self.source.status()
+        for name, text, fld in _POLICY_GAUGES:
+            gauge = GaugeMetricFamily(name, text)
+            gauge.add_metric([], _number(status.get(fld)))
+            yield gauge
+        refused = GaugeMetricFamily(
+            "bgpd_policy_refused_resources", "Invalid resources ignored (the last good one stays)"
+        )
+        refused.add_metric([], float(len(status.get("errors") or ())))
+        yield refused
+        for name, text, fld in (
+            ("bgpd_policy_transactions", "nft transactions committed", "transactions"),
+            ("bgpd_policy_failures", "nft transactions refused", "failures"),
+        ):
+            counter = CounterMetricFamily(name, text)
+            counter.add_metric([], _number(status.get(fld)))
+            yield counter
+        labels = ["namespace", "policy", "direction", "rule"]
+        packets = CounterMetricFamily("bgpd_policy_rule_packets",
+                                      "Packets a policy rule allowed", labels=labels)  # fmt: skip
+        octets = CounterMetricFamily("bgpd_policy_rule_bytes",
+                                     "Bytes a policy rule allowed", labels=labels)  # fmt: skip
+        denied_packets = CounterMetricFamily("bgpd_policy_denied_packets",
+                                             "Packets dropped: no policy allowed them",
+                                             labels=["direction"])  # fmt: skip
+        denied_bytes = CounterMetricFamily("bgpd_policy_denied_bytes",
+                                           "Bytes dropped: no policy allowed them",
+                                           labels=["direction"])  # fmt: skip
+        for c in self.source.counters():
+            if c.get("rule") == "denied":
+                denied_packets.add_metric([str(c["direction"])], _number(c.get("packets")))
+                denied_bytes.add_metric([str(c["direction"])], _number(c.get("bytes")))
+            else:
+                values = [str(c.get(k, "")) for k in labels]
+                packets.add_metric(values, _number(c.get("packets")))
+                octets.add_metric(values, _number(c.get("bytes")))
+        yield from (packets, octets, denied_packets, denied_bytes)
+
+
+def make_policy_registry(source: PolicySource) -> CollectorRegistry:
+    """A fresh registry: the policy agent's metrics plus the process's own."""
+    registry = CollectorRegistry()
+    registry.register(PolicyCollector(source))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
