@@ -3,9 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := bird2 gobgpd iproute2 iputils-ping containernetworking-plugins iptables
+DEBIAN_PACKAGES := bird2 gobgpd iproute2 iputils-ping containernetworking-plugins iptables nftables
 CORE := bgpd/messages bgpd/fsm bgpd/rib bgpd/kernel bgpd/speaker.py bgpd/standalone.py bgpd/standalone_config.py reflector \
-	bgpd/datastore bgpd/ipam bgpd/cni bgpd/resources bgpd/ctl bgpd/node bgpd/lab bgpd/config_diff.py bgpd/cli.py
+	bgpd/datastore bgpd/ipam bgpd/cni bgpd/resources bgpd/ctl bgpd/node bgpd/policy bgpd/lab bgpd/config_diff.py bgpd/cli.py
 BENCH ?=
 FUZZ_COUNT ?= 1000000
 CNI_BIN_DIR ?= /opt/cni/bin

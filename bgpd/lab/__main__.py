@@ -65,6 +65,11 @@ def hints(lab: Lab) -> None:
     if len(pods) >= 2:
         a, b = pods[0], pods[-1]
         lines.append(f"  ip netns exec {a.ns} ping {b.ip}")
+    if lab.policy_agents:
+        lines += [
+            f"  ip netns exec {n1.ns} nft list table inet bgpd-policy",
+            f"  {ctl} apply -f my-networkpolicy.yaml    (then: {ctl} policy show <ns>/<pod>)",
+        ]
     agent = lab.agents[lab.node_names[-1]]
     lines += [
         f"  kill -9 {agent.pid}    (crash {agent.name}'s agent: its peers keep its routes, and "
@@ -82,14 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encap", choices=ENCAPS, default="direct")
     parser.add_argument("--pods", type=int, default=2, help="pods per node (default 2)")
     parser.add_argument("--state-dir", help="shared state directory (default: a new temporary one)")
+    parser.add_argument("--no-policy", dest="policy", action="store_false",
+                        help="no NetworkPolicy agent (bgpd policy) beside the node agents")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("python -m bgpd.lab needs root: it makes network namespaces, veths and bridges "
               "(run it as root, or with sudo)", file=sys.stderr)  # fmt: skip
         return 1
-    missing = [p for p in ("ip", "ping") if shutil.which(p) is None]
+    needed = ("ip", "ping", "nft") if args.policy else ("ip", "ping")
+    missing = [p for p in needed if shutil.which(p) is None]
     if missing:
-        print(f"python -m bgpd.lab needs {', '.join(missing)} (iproute2, iputils-ping)",
+        print(f"python -m bgpd.lab needs {', '.join(missing)} (iproute2, iputils-ping, nftables)",
               file=sys.stderr)  # fmt: skip
         return 1
     signal.signal(signal.SIGTERM, _interrupt)
@@ -98,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"removed {len(swept)} namespaces left by labs that died: {', '.join(swept)}")
     kind = "no encapsulation" if args.encap == "direct" else "VXLAN pool"
     print(f"bgpd lab: {args.nodes} nodes, {args.mode}, {args.encap} ({kind})", flush=True)
-    lab = Lab(args.nodes, args.mode, args.encap, args.state_dir, args.pods,
+    lab = Lab(args.nodes, args.mode, args.encap, args.state_dir, args.pods, policy=args.policy,
               log=lambda text: print(f"  {text}", flush=True))  # fmt: skip
     status = 0
     try:
@@ -107,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         hints(lab)
         while True:
             time.sleep(1)  # waiting for Ctrl-C; meanwhile, restart an agent that died
-            for agent in lab.agents.values():
+            for agent in [*lab.agents.values(), *lab.policy_agents.values()]:
                 if not agent.running():
                     code = agent.proc.returncode if agent.proc else None
                     agent.start()

@@ -1,5 +1,5 @@
-"""The lab's processes: one node agent per node namespace, and the helpers that
-talk to it.
+"""The lab's processes: one node agent per node namespace (and, with the lab's
+``policy``, one NetworkPolicy agent beside it), and the helpers that talk to them.
 
 An agent is ``python -m bgpd node --state-dir DIR --node-name NAME --api-port 0``
 run with ``ip netns exec <node ns>`` (which execs it, so the PID we hold is the
@@ -51,11 +51,12 @@ def python_module(*args: str) -> list[str]:
 
 @dataclass
 class Agent:
-    """The node agent of one lab node."""
+    """The node agent of one lab node (``role`` "node"), or its policy agent ("policy")."""
 
     net: NodeNet
     state_dir: Path
     extra_args: tuple[str, ...] = ()
+    role: str = "node"
     proc: subprocess.Popen[bytes] | None = None
     runs: int = 0
     past_pids: list[int] = field(default_factory=list)
@@ -66,10 +67,13 @@ class Agent:
 
     @property
     def log_path(self) -> Path:
-        return self.state_dir / "logs" / f"{self.name}.log"
+        suffix = "" if self.role == "node" else f"-{self.role}"
+        return self.state_dir / "logs" / f"{self.name}{suffix}.log"
 
     @property
     def socket_path(self) -> str:
+        if self.role == "policy":
+            return f"{self.state_dir}/run/policy-{self.name}.sock"
         return api_socket_path(str(self.state_dir), self.name)
 
     @property
@@ -79,8 +83,10 @@ class Agent:
     def argv(self) -> list[str]:
         return [
             "ip", "netns", "exec", self.net.ns,
-            *python_module("bgpd", "node"), "--state-dir", str(self.state_dir),
-            "--node-name", self.name, "--api-port", "0", *self.extra_args,
+            *python_module("bgpd", self.role), "--state-dir", str(self.state_dir),
+            "--node-name", self.name,
+            *(("--api-port", "0") if self.role == "node" else ("--metrics-port", "0")),
+            *self.extra_args,
         ]  # fmt: skip
 
     def start(self) -> None:

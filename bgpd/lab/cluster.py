@@ -128,10 +128,12 @@ class Lab:
     state_dir: str | Path | None = None
     pods_per_node: int = 2
     agent_args: tuple[str, ...] = ()
+    policy: bool = False  # also run a NetworkPolicy agent (bgpd policy) per node
     start_timeout: float = START_TIMEOUT
     log: Any = None  # a callable taking one line of progress text, or None
     topology: Topology = field(init=False)
     agents: dict[str, Agent] = field(init=False, default_factory=dict)
+    policy_agents: dict[str, Agent] = field(init=False, default_factory=dict)
     pods: list[Pod] = field(init=False, default_factory=list)
     floods: list[Flood] = field(init=False, default_factory=list)
     failed: bool = field(init=False, default=False)
@@ -205,6 +207,11 @@ class Lab:
         self._say(f"starting {self.nodes} node agents (logs in {self.state / 'logs'})")
         for agent in self.agents.values():
             agent.start()
+        if self.policy:
+            self._say("starting a NetworkPolicy agent per node (table inet bgpd-policy)")
+            for net in nets:
+                self.policy_agents[net.name] = Agent(net, self.state, role="policy")
+                self.policy_agents[net.name].start()
         self.wait_established(timeout=self.start_timeout)
         if self.pods_per_node:
             pods = f"{self.pods_per_node} pod{'s' if self.pods_per_node > 1 else ''}"
@@ -234,7 +241,7 @@ class Lab:
             except Exception as exc:
                 errors.append(f"CNI DEL {pod.name}: {exc}")
         self.pods.clear()
-        for agent in reversed(list(self.agents.values())):
+        for agent in [*self.policy_agents.values(), *reversed(list(self.agents.values()))]:
             try:
                 agent.stop()
             except Exception as exc:
@@ -247,7 +254,8 @@ class Lab:
 
     def leftovers(self) -> tuple[list[str], list[int]]:
         """Namespaces of this lab and agent PIDs still there (both empty after close)."""
-        pids = [pid for agent in self.agents.values() for pid in agent.past_pids]
+        every = [*self.agents.values(), *self.policy_agents.values()]
+        pids = [pid for agent in every for pid in agent.past_pids]
         alive = []
         for pid in pids:
             try:
