@@ -3,8 +3,8 @@ processes in the foreground as PID 1 (calico-node's start-up, without runit).
 
     entrypoint                  install-cni once (unless INSTALL_CNI=false), then run
                                 ``bgpd <name>`` for each name in BGPD_PROCESSES
-                                (default ``node``; ``node policy`` once the policy
-                                agent lands; ``reflector`` on route reflectors)
+                                (default ``node``; ``node policy`` with the
+                                NetworkPolicy agent; ``reflector`` on route reflectors)
     entrypoint install-cni      the install alone, as an init container runs it
                                 (SLEEP=true keeps it running afterwards)
     entrypoint CMD [ARG...]     exec CMD (``bgpctl node status``, ``sh``): no supervision

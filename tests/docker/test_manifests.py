@@ -138,7 +138,8 @@ def test_reflectors_run_on_labelled_masters_and_the_node_agent_keeps_off_them() 
         assert {"key": "route-reflector", "operator": "NotIn", "values": ["true"]} in term[
             "matchExpressions"]  # fmt: skip
     assert env_of(main_container(reflector))["BGPD_PROCESSES"] == "reflector"
-    assert env_of(main_container(pod_spec(NODE_MANIFEST)))["BGPD_PROCESSES"].split() == ["node"]
+    node_env = env_of(main_container(pod_spec(NODE_MANIFEST)))
+    assert node_env["BGPD_PROCESSES"].split() == ["node", "policy"]
 
 
 @pytest.mark.parametrize(
