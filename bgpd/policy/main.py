@@ -56,20 +56,20 @@ async def run(options: PolicyOptions) -> int:
     from ..node.api import ApiServer, build_policy_app  # noqa: PLC0415 - aiohttp: slow import
 
     tune_gc()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before the status file says we run
+        loop.add_signal_handler(sig, stop.set)
     store = DirectoryStore(options.store_dir)
     agent = PolicyAgent(options, store)
-    await agent.start()
     api = ApiServer(
         app=build_policy_app(agent),
         host=options.metrics_host,
         port=options.metrics_port,
         socket_path=policy_socket_path(options.state_dir, options.node),
     )
-    await api.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    await api.start()  # before the status file exists: who reads it may ask the API next
+    await agent.start()
     status = agent.status()
     log.info(
         "policy agent for node %s: %d policies, %d local endpoints, %d rules in inet %s",
