@@ -14,6 +14,16 @@ Keys (the value is the canonical object ``models.dump`` gives, minus
     ipam/config                     IPAMConfig "default", in the flat form IPAM
                                     reads: {strictAffinity, autoAllocateBlocks,
                                     maxBlocksPerHost}; shown as a v3 object
+    resources/networkpolicies/<namespace>/<name>
+    resources/namespaces/<name>     (labels include kubernetes.io/metadata.name)
+    resources/pods/<namespace>/<name>
+                                    the policy agent reads these three (the
+                                    shapes: ``models_k8s``)
+
+NetworkPolicy and Pod are namespaced: ``get``, ``delete`` and ``list_resources``
+take a ``namespace`` for them ("default" when None; for ``list_resources``, None
+is every namespace); it is ignored for the other kinds, as calicoctl ignores
+``-n`` for cluster-scoped kinds.  A resource's own namespace is in its metadata.
 
 A returned object carries ``metadata.resourceVersion``: the record's revision, as
 a string (Kubernetes' form).  Given back in ``replace`` (or ``apply`` or
@@ -50,7 +60,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..datastore.base import Conflict, Record
 from ..ipam.allocator import BLOCKS, CONFIG, DEFAULT_CONFIG
-from .models import API_VERSION, KINDS, IPAMConfig, Resource
+from .models import (
+    ALL_KINDS,
+    API_VERSION,
+    IPAMConfig,
+    Resource,
+    api_version_of,
+    is_namespaced,
+)
+from .models_k8s import DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -62,6 +80,9 @@ PREFIXES = {
     "Node": "resources/nodes/",
     "IPPool": "resources/ippools/",
     "BGPFilter": "resources/bgpfilters/",
+    "NetworkPolicy": "resources/networkpolicies/",
+    "Namespace": "resources/namespaces/",
+    "Pod": "resources/pods/",
 }
 RETRIES = 20
 IPAM_CONFIG_NAME = "default"
@@ -112,10 +133,30 @@ class Refused(StoreError):
         super().__init__(f"{what}: {path}: {reason}")
 
 
-def key_of(kind: str, name: str) -> str:
+def namespace_of(kind: str, namespace: str | None) -> str | None:
+    """The namespace a namespaced kind's resource is in ("default" when not
+    given); None for the other kinds."""
+    if not is_namespaced(kind):
+        return None
+    return namespace or DEFAULT_NAMESPACE
+
+
+def _named(kind: str, name: str, namespace: str | None) -> str:
+    """How messages name a resource: ``name``, or ``namespace/name``."""
+    namespace = namespace_of(kind, namespace)
+    return name if namespace is None else f"{namespace}/{name}"
+
+
+def key_of(kind: str, name: str, namespace: str | None = None) -> str:
+    """The key of one resource (``namespace``: see the module's docstring)."""
     if kind == IPAMConfig.KIND:
         return CONFIG
-    return PREFIXES[kind] + name
+    return PREFIXES[kind] + _named(kind, name, namespace)
+
+
+def resource_namespace(resource: Resource) -> str | None:
+    """A loaded resource's namespace, or None for a cluster-scoped kind."""
+    return namespace_of(resource.KIND, resource.metadata.namespace)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -132,32 +173,36 @@ def _shown(kind: str, record: Record) -> dict[str, Any]:
     if kind == IPAMConfig.KIND:
         value = _ipam_config_object(record.value)
     else:
-        value = {"apiVersion": API_VERSION, "kind": kind, **record.value}
+        value = {"apiVersion": api_version_of(kind), "kind": kind, **record.value}
     metadata = dict(value.get("metadata") or {})
     metadata["resourceVersion"] = str(record.revision)
     return {**value, "metadata": metadata}
 
 
-def _record(store: Store, kind: str, name: str) -> Record | None:
+def _record(store: Store, kind: str, name: str, namespace: str | None) -> Record | None:
     if kind == IPAMConfig.KIND and name != IPAM_CONFIG_NAME:
         return None
-    return store.get(key_of(kind, name))
+    return store.get(key_of(kind, name, namespace))
 
 
-def get(store: Store, kind: str, name: str) -> dict[str, Any]:
+def get(store: Store, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
     """One resource as stored (NotFound if absent)."""
-    record = _record(store, kind, name)
+    record = _record(store, kind, name, namespace)
     if record is None:
-        raise NotFound(kind, name)
+        raise NotFound(kind, _named(kind, name, namespace))
     return _shown(kind, record)
 
 
-def list_resources(store: Store, kind: str) -> list[dict[str, Any]]:
-    """Every resource of a kind, in name order."""
+def list_resources(store: Store, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    """Every resource of a kind, in name order; of a namespaced kind, those in
+    ``namespace``, or (None) in every namespace, in (namespace, name) order."""
     if kind == IPAMConfig.KIND:
         record = store.get(CONFIG)
         return [] if record is None else [_shown(kind, record)]
-    return [_shown(kind, r) for r in store.list(PREFIXES[kind])]
+    prefix = PREFIXES[kind]
+    if namespace is not None and is_namespaced(kind):
+        prefix += f"{namespace}/"
+    return [_shown(kind, r) for r in store.list(prefix)]
 
 
 # -- checks across resources -------------------------------------------------------------------
@@ -254,54 +299,57 @@ def _new_object(resource: Resource) -> dict[str, Any]:
 
 def _replacement(resource: Resource, stored: dict[str, Any]) -> dict[str, Any]:
     """The object that replaces ``stored``: the new one whole, with the server's
-    uid and creationTimestamp kept, and a Node's status when the new one has none."""
+    uid and creationTimestamp kept, and a Node's or a Pod's status when the new
+    one has none (a pod manifest applied again keeps the addresses written)."""
     value = _new_object(resource)
     old_metadata = stored.get("metadata") or {}
     for key in ("uid", "creationTimestamp"):
         if key in old_metadata and key in value["metadata"]:
             value["metadata"][key] = old_metadata[key]
-    if resource.KIND == "Node" and "status" not in value and "status" in stored:
+    if resource.KIND in ("Node", "Pod") and "status" not in value and "status" in stored:
         value["status"] = stored["status"]
     return value
 
 
-def _put(store: Store, kind: str, name: str, value: dict[str, Any], expect: int) -> int:
-    if kind == IPAMConfig.KIND:
+def _put(store: Store, key: str, value: dict[str, Any], expect: int) -> int:
+    if key == CONFIG:
         return store.put(CONFIG, dict(value["spec"]), expect=expect)
-    return store.put(key_of(kind, name), value, expect=expect)
+    return store.put(key, value, expect=expect)
 
 
 def _write(store: Store, resource: Resource, mode: str) -> dict[str, Any]:
     kind, name = resource.KIND, resource.name
+    namespace = resource_namespace(resource)
+    named = _named(kind, name, namespace)
     given = resource.metadata.resource_version
     for _ in range(RETRIES):
-        record = _record(store, kind, name)
+        record = _record(store, kind, name, namespace)
         stored = None
         if record is None:
             # apply creates whatever resourceVersion says, as calicoctl's apply
             # tries a create (which ignores it) first.
             if mode == "replace":
-                raise NotFound(kind, name)
+                raise NotFound(kind, named)
             value, expect = _new_object(resource), 0
         else:
             stored = _shown(kind, record)
             if mode == "create":
-                raise AlreadyExists(kind, name)
+                raise AlreadyExists(kind, named)
             if given and int(given) != record.revision:
-                raise UpdateConflict(kind, name, given, record.revision)
+                raise UpdateConflict(kind, named, given, record.revision)
             value, expect = _replacement(resource, stored), record.revision
         check = CHECKS.get(kind)
         if check is not None:
             check(store, str(resource), stored, value)
         try:
-            revision = _put(store, kind, name, value, expect)
+            revision = _put(store, key_of(kind, name, namespace), value, expect)
         except Conflict as exc:
             if given:
-                raise UpdateConflict(kind, name, given, exc.actual) from None
+                raise UpdateConflict(kind, named, given, exc.actual) from None
             continue
         metadata = {**value["metadata"], "resourceVersion": str(revision)}
         return {**value, "metadata": metadata}
-    raise StoreError(f"{kind}({name}) kept changing while it was written; try again")
+    raise StoreError(f"{kind}({named}) kept changing while it was written; try again")
 
 
 def create(store: Store, resource: Resource) -> dict[str, Any]:
@@ -321,24 +369,26 @@ def apply(store: Store, resource: Resource) -> dict[str, Any]:
 
 
 def delete(
-    store: Store, kind: str, name: str, resource_version: str | None = None
-) -> dict[str, Any]:
+    store: Store, kind: str, name: str, resource_version: str | None = None,
+    namespace: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Remove a resource (NotFound if absent); the object removed."""
+    named = _named(kind, name, namespace)
     for _ in range(RETRIES):
-        record = _record(store, kind, name)
+        record = _record(store, kind, name, namespace)
         if record is None:
-            raise NotFound(kind, name)
+            raise NotFound(kind, named)
         if resource_version and int(resource_version) != record.revision:
-            raise UpdateConflict(kind, name, resource_version, record.revision)
+            raise UpdateConflict(kind, named, resource_version, record.revision)
         try:
-            if not store.delete(key_of(kind, name), expect=record.revision):
-                raise NotFound(kind, name)
+            if not store.delete(key_of(kind, name, namespace), expect=record.revision):
+                raise NotFound(kind, named)
         except Conflict as exc:
             if resource_version:
-                raise UpdateConflict(kind, name, resource_version, exc.actual) from None
+                raise UpdateConflict(kind, named, resource_version, exc.actual) from None
             continue
         return _shown(kind, record)
-    raise StoreError(f"{kind}({name}) kept changing while it was deleted; try again")
+    raise StoreError(f"{kind}({named}) kept changing while it was deleted; try again")
 
 
 #: The write functions by calicoctl's command name.
@@ -404,4 +454,4 @@ class DryRun:
         return self._revision
 
 
-assert set(PREFIXES) | {IPAMConfig.KIND} == set(KINDS)
+assert set(PREFIXES) | {IPAMConfig.KIND} == set(ALL_KINDS)
