@@ -1,11 +1,19 @@
 """``bgpctl apply|create|replace|delete|get``: Calico resources from files, as
-``calicoctl`` manages them (CALICO.md §2).
+``calicoctl`` manages them (CALICO.md §2), and the Kubernetes kinds the policy
+agent reads (NetworkPolicy, Namespace, Pod).
 
-    bgpctl apply   -f FILE [-R] [--skip-empty]
-    bgpctl create  -f FILE [-R] [--skip-empty] [--skip-exists]
-    bgpctl replace -f FILE [-R] [--skip-empty]
-    bgpctl delete  (<kind> <name>... | -f FILE [-R]) [--skip-not-exists]
-    bgpctl get     <kind> [<name>...] [-o ps|wide|yaml|json|name]
+    bgpctl apply   -f FILE [-R] [--skip-empty] [-n NS]
+    bgpctl create  -f FILE [-R] [--skip-empty] [--skip-exists] [-n NS]
+    bgpctl replace -f FILE [-R] [--skip-empty] [-n NS]
+    bgpctl delete  (<kind> <name>... | -f FILE [-R]) [--skip-not-exists] [-n NS]
+    bgpctl get     <kind> [<name>...] [-o ps|wide|yaml|json|name] [-n NS | -A]
+
+Namespaces, as calicoctl and kubectl: NetworkPolicy and Pod are namespaced.
+``-n NS`` (default ``default``) is the namespace of the names given, of a
+listing, and of a document that names none (a document's own
+``metadata.namespace`` wins); ``-A`` lists every namespace, with a NAMESPACE
+column.  Both are ignored for the cluster-scoped kinds; ``-A`` with names is
+refused, as kubectl refuses it.
 
 FILE is YAML (several documents separated by ``---``) or JSON, ``-`` for stdin,
 or a folder of ``.yaml``, ``.yml`` and ``.json`` files (``-R``: and its
@@ -66,9 +74,13 @@ KIND_NAMES = {
         "IPPool": ("ippool", "ippools", "ipp", "ipps", "pool", "pools"),
         "IPAMConfig": ("ipamconfig", "ipamconfigs", "ipamconfiguration", "ipamconfigurations"),
         "BGPFilter": ("bgpfilter", "bgpfilters", "bgpf", "bgpfs", "bf", "bfs"),
+        "NetworkPolicy": ("networkpolicy", "networkpolicies", "netpol", "netpols"),
+        "Namespace": ("namespace", "namespaces", "ns"),
+        "Pod": ("pod", "pods", "po"),
     }.items()
     for name in names
 }
+DEFAULT_NAMESPACE = "default"
 PAST = {"apply": "applied", "create": "created", "replace": "replaced", "delete": "deleted"}
 FORMATS = ("ps", "wide", "yaml", "json", "name")
 
@@ -83,6 +95,7 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
                          ("replace", "replace existing resources from a file")):  # fmt: skip
         parser = commands.add_parser(action, parents=parents, help=text, description=text + ".")
         _file_options(parser, required=True)
+        _namespace_option(parser, "of documents that name none")
         if action == "create":
             parser.add_argument("--skip-exists", action="store_true",
                                 help="do not fail on a resource that already exists")  # fmt: skip
@@ -95,6 +108,8 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     delete.add_argument("kind", nargs="?", metavar="KIND", help="e.g. ippool, bgppeer, node")
     delete.add_argument("names", nargs="*", metavar="NAME")
     _file_options(delete, required=False)
+    _namespace_option(delete, "of the names given, and of documents that name none")
+    _all_namespaces_option(delete)
     delete.add_argument("--skip-not-exists", action="store_true",
                         help="do not fail on a resource that does not exist")  # fmt: skip
     delete.set_defaults(run=cmd_delete, action="delete")
@@ -107,7 +122,20 @@ def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     get.add_argument("names", nargs="*", metavar="NAME")
     get.add_argument("-o", "--output", choices=FORMATS, default="ps",
                      help="ps (a table, the default), wide (more columns), yaml, json or name")
+    _namespace_option(get, "to show")
+    _all_namespaces_option(get)
     get.set_defaults(run=cmd_get)
+
+
+def _namespace_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("-n", "--namespace", default=DEFAULT_NAMESPACE, metavar="NS",
+                        help=f"the namespace {what} (namespaced kinds: networkpolicy, pod; "
+                        f"default: {DEFAULT_NAMESPACE})")  # fmt: skip
+
+
+def _all_namespaces_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-A", "--all-namespaces", action="store_true",
+                        help="every namespace (namespaced kinds)")  # fmt: skip
 
 
 def _file_options(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -120,9 +148,9 @@ def _file_options(parser: argparse.ArgumentParser, required: bool) -> None:
 
 
 def kind_of(name: str) -> str:
-    from ..resources.models import canonical_kind  # noqa: PLC0415
+    from ..resources.models import any_kind  # noqa: PLC0415
 
-    kind = KIND_NAMES.get(name.lower()) or canonical_kind(name)
+    kind = KIND_NAMES.get(name.lower()) or any_kind(name)
     if kind is None:
         raise Failed(f"resource type '{name}' is not supported")
     return kind
@@ -216,28 +244,35 @@ def _files(path: str, recursive: bool) -> list[str]:
 
 
 class Item:
-    """One resource to write or delete, and where it was given."""
+    """One resource to write or delete, and where it was given (``namespace``:
+    None for a cluster-scoped kind)."""
 
-    __slots__ = ("kind", "name", "resource", "version", "where")
+    __slots__ = ("kind", "name", "namespace", "resource", "version", "where")
 
     def __init__(self, where: str, kind: str, name: str, resource: Resource | None = None,
-                 version: str | None = None) -> None:  # fmt: skip
+                 version: str | None = None, *, namespace: str | None = None) -> None:  # fmt: skip
         self.where = where
         self.kind = kind
         self.name = name
         self.resource = resource
         self.version = version
+        self.namespace = namespace
 
     @classmethod
     def of(cls, where: str, resource: Resource) -> Item:
+        from ..resources.store import resource_namespace  # noqa: PLC0415
+
         return cls(where, resource.KIND, resource.name, resource,
-                   resource.metadata.resource_version)  # fmt: skip
+                   resource.metadata.resource_version,
+                   namespace=resource_namespace(resource))  # fmt: skip
 
 
-def read_resources(path: str, recursive: bool = False, skip_empty: bool = False) -> list[Item]:
-    """Every resource in ``path``, with where it came from.  Failed (or
-    _ResourceFailure, naming the document) on the first bad document."""
-    from ..resources.models import ResourceError, canonical_kind, load_resources  # noqa: PLC0415
+def read_resources(path: str, recursive: bool = False, skip_empty: bool = False,
+                   namespace: str = DEFAULT_NAMESPACE) -> list[Item]:  # fmt: skip
+    """Every resource in ``path``, with where it came from (a namespaced resource
+    that names no namespace is in ``namespace``).  Failed (or _ResourceFailure,
+    naming the document) on the first bad document."""
+    from ..resources.models import ResourceError, any_kind, load_resources  # noqa: PLC0415
 
     entries: list[Item] = []
     kinds: list[str] = []
@@ -259,10 +294,10 @@ def read_resources(path: str, recursive: bool = False, skip_empty: bool = False)
         shown = "stdin" if name == "-" else name
         docs += [(f"{shown} document {i + 1}", doc) for i, doc in enumerate(found)]
     for _, doc in docs:
-        kinds += _kinds_of(doc, canonical_kind)
+        kinds += _kinds_of(doc, any_kind)
     for where, doc in docs:
         try:
-            entries += [Item.of(where, r) for r in load_resources(doc)]
+            entries += [Item.of(where, r) for r in load_resources(doc, namespace)]
         except ResourceError as exc:
             where = where if len(docs) > 1 else ""
             raise _ResourceFailure(where, str(exc), kinds, len(kinds)) from None
@@ -320,7 +355,7 @@ def _run_batch(
     def one(target: resources.Store, item: Item) -> None:
         try:
             if item.resource is None or action == "delete":
-                resources.delete(target, item.kind, item.name, item.version)
+                resources.delete(target, item.kind, item.name, item.version, item.namespace)
             else:
                 resources.WRITES[action](target, item.resource)
         except StoreError as exc:
@@ -359,7 +394,7 @@ def _fail(exc: Failed) -> int:
 
 def _read(args: argparse.Namespace, action: str) -> list[Item]:
     try:
-        entries = read_resources(args.filename, args.recursive, args.skip_empty)
+        entries = read_resources(args.filename, args.recursive, args.skip_empty, args.namespace)
     except _ResourceFailure as exc:
         raise _failure(action, exc.kinds, exc.count, str(exc)) from None
     return entries
@@ -368,6 +403,7 @@ def _read(args: argparse.Namespace, action: str) -> list[Item]:
 def cmd_write(args: argparse.Namespace, ctx: Context) -> int:
     action: str = args.action
     try:
+        _checked_namespace(args.namespace)
         entries = _read(args, action)
         if not entries:
             print("No resources specified")
@@ -380,6 +416,28 @@ def cmd_write(args: argparse.Namespace, ctx: Context) -> int:
         return _fail(exc)
 
 
+def _namespace(kind: str, args: argparse.Namespace) -> str | None:
+    """The namespace of the names given on the command line: -n's; None for a
+    cluster-scoped kind.  ``-A`` with names is refused, as kubectl refuses it."""
+    from ..resources.models import is_namespaced  # noqa: PLC0415
+
+    if not is_namespaced(kind):
+        return None
+    if getattr(args, "all_namespaces", False):
+        raise Failed(f"a resource cannot be {'deleted' if args.run is cmd_delete else 'shown'} "
+                     "by name across all namespaces (-A): give -n NAMESPACE")  # fmt: skip
+    return _checked_namespace(args.namespace)
+
+
+def _checked_namespace(namespace: str) -> str:
+    from ..resources.models_k8s import check_dns_label  # noqa: PLC0415
+
+    try:
+        return check_dns_label(namespace)
+    except ValueError as exc:
+        raise Failed(f"invalid namespace: {exc}") from None
+
+
 def cmd_delete(args: argparse.Namespace, ctx: Context) -> int:
     from ..resources.store import NotFound  # noqa: PLC0415
 
@@ -388,6 +446,7 @@ def cmd_delete(args: argparse.Namespace, ctx: Context) -> int:
         if args.filename is not None:
             if args.kind is not None:
                 raise Failed("give either -f FILE or KIND NAME..., not both")
+            _checked_namespace(args.namespace)
             entries = _read(args, "delete")
             if not entries:
                 print("No resources specified")
@@ -398,7 +457,9 @@ def cmd_delete(args: argparse.Namespace, ctx: Context) -> int:
         kind = kind_of(args.kind)
         if "" in args.names:
             raise Failed("resource name may not be empty")
-        return _run_batch(ctx, "delete", [Item("", kind, n) for n in args.names], skip)
+        namespace = _namespace(kind, args)
+        return _run_batch(ctx, "delete", [Item("", kind, n, namespace=namespace)
+                                          for n in args.names], skip)  # fmt: skip
     except Failed as exc:
         return _fail(exc)
 
@@ -413,8 +474,23 @@ def _go(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _columns(kind: str, obj: dict[str, Any], wide: bool, default_as: str) -> list[tuple[str, str]]:
-    """calicoctl's default (and ``-o wide``) columns for one object."""
+def _labels(labels: dict[str, str]) -> str:
+    """Labels as kubectl's --show-labels prints them: sorted ``k=v`` pairs."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "<none>"
+
+
+def _columns(kind: str, obj: dict[str, Any], wide: bool, default_as: str,
+             all_namespaces: bool = False) -> list[tuple[str, str]]:  # fmt: skip
+    """calicoctl's default (and ``-o wide``) columns for one object; with
+    ``all_namespaces``, a namespaced kind's first column is its NAMESPACE."""
+    cols = _kind_columns(kind, obj, wide, default_as)
+    if all_namespaces and kind in ("NetworkPolicy", "Pod"):
+        return [("NAMESPACE", obj.get("metadata", {}).get("namespace", "")), *cols]
+    return cols
+
+
+def _kind_columns(kind: str, obj: dict[str, Any], wide: bool,
+                  default_as: str) -> list[tuple[str, str]]:  # fmt: skip
     spec = obj.get("spec") or {}
     name = ("NAME", obj.get("metadata", {}).get("name", ""))
     if kind == "IPPool":
@@ -446,6 +522,18 @@ def _columns(kind: str, obj: dict[str, Any], wide: bool, default_as: str) -> lis
         cols = [name, ("STRICTAFFINITY", _go(spec.get("strictAffinity"))),
                 ("AUTOALLOCATEBLOCKS", _go(spec.get("autoAllocateBlocks")))]  # fmt: skip
         return [*cols, ("MAXBLOCKSPERHOST", _go(spec.get("maxBlocksPerHost")))] if wide else cols
+    if kind == "NetworkPolicy":
+        from ..resources.models_k8s import describe_selector  # noqa: PLC0415
+
+        cols = [name, ("POD-SELECTOR", describe_selector(spec.get("podSelector") or {}))]
+        return [*cols, ("POLICY-TYPES", ",".join(spec.get("policyTypes") or []))] if wide else cols
+    if kind == "Pod":
+        status = obj.get("status") or {}
+        ips = [p.get("ip", "") for p in status.get("podIPs") or []]
+        return [name, ("NODE", spec.get("nodeName") or "<none>"),
+                ("IP", (",".join(ips) if wide else status.get("podIP")) or "<none>")]  # fmt: skip
+    if kind == "Namespace":
+        return [name, ("LABELS", _labels(obj.get("metadata", {}).get("labels") or {}))]
     return [name]
 
 
@@ -460,13 +548,14 @@ def tabwriter(rows: list[list[str]]) -> str:
 
 
 def format_tables(kind: str, tables: list[list[dict[str, Any]]], wide: bool,
-                  default_as: str = "64512") -> str:  # fmt: skip
+                  default_as: str = "64512", all_namespaces: bool = False) -> str:  # fmt: skip
     """One table per list of objects, each followed by a blank line."""
     out = []
     for objects in tables:
-        first = _columns(kind, objects[0] if objects else {}, wide, default_as)
+        first = _columns(kind, objects[0] if objects else {}, wide, default_as, all_namespaces)
         rows = [[heading for heading, _ in first]]
-        rows += [[value for _, value in _columns(kind, o, wide, default_as)] for o in objects]
+        rows += [[value for _, value in _columns(kind, o, wide, default_as, all_namespaces)]
+                 for o in objects]  # fmt: skip
         out.append(tabwriter(rows) + "\n")
     return "".join(out)
 
@@ -507,25 +596,37 @@ def format_objects(objects: list[dict[str, Any]] | dict[str, Any], output: str) 
                          allow_unicode=True))  # fmt: skip
 
 
+def _object_name(kind: str, name: str) -> str:
+    """``-o name``: calicoctl's ``ippool.projectcalico.org/p``, kubectl's
+    ``networkpolicy.networking.k8s.io/deny`` and ``pod/a``."""
+    from ..resources.models import api_version_of  # noqa: PLC0415
+
+    group = api_version_of(kind).rpartition("/")[0]
+    return f"{kind.lower()}.{group}/{name}" if group else f"{kind.lower()}/{name}"
+
+
 def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
     from ..resources import store as resources  # noqa: PLC0415
-    from ..resources.models import API_VERSION  # noqa: PLC0415
+    from ..resources.models import api_version_of, is_namespaced  # noqa: PLC0415
     from ..resources.store import NotFound  # noqa: PLC0415
 
     try:
         kind = kind_of(args.kind)
+        all_namespaces = bool(args.all_namespaces) and is_namespaced(kind)
         store = ctx.store
         if args.names:
+            namespace = _namespace(kind, args)
             try:
-                found = [resources.get(store, kind, name) for name in args.names]
+                found = [resources.get(store, kind, name, namespace) for name in args.names]
             except NotFound as exc:
                 raise Failed(str(exc)) from None
             tables = [[o] for o in found]
             shown: Any = found[0] if len(found) == 1 else found
         else:
-            listed = resources.list_resources(store, kind)
+            namespace = None if all_namespaces else _checked_namespace(args.namespace)
+            listed = resources.list_resources(store, kind, namespace)
             tables = [listed]
-            shown = {"apiVersion": API_VERSION, "kind": f"{kind}List",
+            shown = {"apiVersion": api_version_of(kind), "kind": f"{kind}List",
                      "metadata": {"resourceVersion": str(store.revision())}, "items": listed}
     except Failed as exc:
         return _fail(exc)
@@ -536,7 +637,7 @@ def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
     elif args.output == "name":
         for objects in tables:
             for o in objects:
-                print(f"{kind.lower()}.projectcalico.org/{o['metadata']['name']}")
+                print(_object_name(kind, o["metadata"]["name"]))
     else:
         default_as = "64512"
         if kind == "Node" and args.output == "wide":
@@ -545,5 +646,6 @@ def cmd_get(args: argparse.Namespace, ctx: Context) -> int:
                 default_as = str(config.get("spec", {}).get("asNumber", 64512))
             except NotFound:
                 pass
-        sys.stdout.write(format_tables(kind, tables, args.output == "wide", default_as))
+        sys.stdout.write(format_tables(kind, tables, args.output == "wide", default_as,
+                                       all_namespaces))  # fmt: skip
     return 0

@@ -88,17 +88,20 @@ _PORT_NAME_LETTER = re.compile(r"[a-z]")
 # -- values ----------------------------------------------------------------------------------
 
 
-def _dns_label(value: object) -> object:
+def check_dns_label(value: str) -> str:
     """IsDNS1123Label: a namespace's name, a container's name."""
-    if isinstance(value, str):
-        if len(value) > LABEL_MAX:
-            raise ValueError(f"{value[:20]!r}...: longer than {LABEL_MAX} characters")
-        if not _DNS_LABEL.match(value):
-            raise ValueError(
-                f"{value!r} is not a valid name: lower case letters, digits and '-', "
-                "starting and ending with a letter or digit"
-            )
+    if len(value) > LABEL_MAX:
+        raise ValueError(f"{value[:20]!r}...: longer than {LABEL_MAX} characters")
+    if not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: lower case letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
     return value
+
+
+def _dns_label(value: object) -> object:
+    return check_dns_label(value) if isinstance(value, str) else value
 
 
 def port_name_problems(name: str) -> list[str]:
