@@ -15,8 +15,8 @@ Sources (kubernetes/kubernetes):
 * ``pkg/apis/core/validation/validation.go``: validateContainerPorts,
   validatePodIPs; ``pkg/apis/core/v1/defaults.go`` (container port protocol);
   ``pkg/apis/core/v1/conversion.go`` (podIP and podIPs);
-* ``pkg/controlplane/.../namespace`` strategy: the ``kubernetes.io/metadata.name``
-  label the API server puts on every namespace.
+* ``pkg/registry/core/namespace/strategy.go`` (Canonicalize): the
+  ``kubernetes.io/metadata.name`` label the API server puts on every namespace.
 
 Canonical (stored) forms, as ``dump`` gives them::
 
@@ -45,6 +45,15 @@ container port, as ``kubectl apply`` (strict field validation) refuses them.  A
 Pod is different: operators apply real pod manifests (image, command,
 resources, volumes, probes, ...), so a pod's spec, its containers and its status
 accept any other field and drop it; only what is stored is validated.
+
+Where this is stricter than the API server, on purpose: a policyType given twice
+is refused; a NetworkPolicy needs a ``spec`` with a ``podSelector`` (``{}`` for
+every pod; a missing one is more likely a mistake than a wish for deny-all); a
+container port name must be unique in the whole pod, not only in its container
+(Kubernetes only warns), so that a named port in a policy resolves to one port.
+Laxer: a pod needs no containers (test pods often give only ``nodeName`` and
+``status``); host bits in an ipBlock CIDR are accepted (as the API server does
+while the StrictIPCIDRValidation gate is off) and kept as given.
 """
 
 from __future__ import annotations
