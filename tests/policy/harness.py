@@ -30,8 +30,11 @@ too.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import itertools
 import json
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -65,6 +68,10 @@ SWAPPED_NAMES = "z/c"
 PROBE_TIMEOUT = 0.6
 RETRY_TIMEOUT = 1.0
 SYNC_TIMEOUT = 15.0
+#: Source ports of the probers of pods made at run time, 2,000 each in turn: a
+#: pod may get the address of one deleted before it, and must not reuse its
+#: conntrack entries (the first nine pods use 20000-60000: their addresses stay).
+RUNTIME_PORTS = (4000, 20000)
 
 Cell = tuple[str, str, str, int]  # (from, to, protocol, port); from may be NODE
 
@@ -124,10 +131,13 @@ def remove(store: DirectoryStore, kind: str, namespace: str, name: str) -> None:
 class Prober:
     """``tests.policy.prober`` in a namespace, spoken to in JSON lines."""
 
-    def __init__(self, netns: str, log: Path, serve: bool = True) -> None:
+    def __init__(self, netns: str, log: Path, serve: bool = True,
+                 source_ports: tuple[int, int] | None = None) -> None:  # fmt: skip
         self.netns = netns
         self.log = log.open("ab")
         args = [] if serve else ["--no-serve"]
+        if source_ports is not None:
+            args += ["--source-ports", f"{source_ports[0]}:{source_ports[1]}"]
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", netns, sys.executable, "-m", "tests.policy.prober", *args],
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True,
@@ -195,11 +205,13 @@ def _mark(value: bool | None) -> str:
 
 
 def report(cells: Iterable[Cell], expected: Mapping[Cell, bool], observed: Mapping[Cell, bool],
-           first: Mapping[Cell, bool]) -> str:  # fmt: skip
+           first: Mapping[Cell, bool], bad: set[Cell] | None = None) -> str:  # fmt: skip
     """Expected, observed and comparison tables for every (protocol, port) with a
-    wrong cell, cyclonus style."""
+    wrong cell, cyclonus style.  ``bad``: the wrong cells, when not every
+    difference is wrong."""
     cells = list(cells)
-    bad = {c for c in cells if observed[c] != expected[c] or (first[c] and not expected[c])}
+    if bad is None:
+        bad = {c for c in cells if observed[c] != expected[c] or (first[c] and not expected[c])}
     out = []
     for proto, port in sorted({(c[2], c[3]) for c in bad}):
         here = [c for c in cells if (c[2], c[3]) == (proto, port)]
@@ -220,7 +232,7 @@ def report(cells: Iterable[Cell], expected: Mapping[Cell, bool], observed: Mappi
 
         out += [
             f"== {proto}/{port}: {sum(1 for c in here if c in bad)} wrong "
-            "(rows: from, columns: to; . allowed, X blocked, - not probed)",
+            "(rows: from, columns: to; . allowed, X blocked, - diagonal, ? not probed here)",
             truth_table("expected:", rows, columns, lambda r, c: get(expected, r, c)),
             truth_table("observed:", rows, columns, lambda r, c: get(observed, r, c)),
             truth_table("comparison (. as expected, X wrong):", rows, columns, compare),
@@ -253,6 +265,9 @@ class PolicyLab:
         #: The policies in force, as written (the reference's input).
         self.policies: dict[tuple[str, str], dict[str, Any]] = {}
         self.sctp = False
+        #: Pods given an address by host-local IPAM: their IPAM section.
+        self.ipam: dict[str, dict[str, Any]] = {}
+        self._windows = itertools.count()
         self.base_namespaces: dict[str, dict[str, str]] = {}
         self.base_pods: dict[str, Pod] = {}
 
@@ -284,11 +299,54 @@ class PolicyLab:
         self.base_pods = dict(self.pods)
         self.sync()
 
+    def add_pod(self, ns: str, name: str, labels: Mapping[str, str] | None = None,
+                address: str | None = None) -> Pod:  # fmt: skip
+        """A pod made at run time as a kubelet makes one: the Pod resource first,
+        then the CNI ADD; then its prober.  ``address``: host-local IPAM gives the
+        pod that one address (to reuse a deleted pod's)."""
+        key = f"{ns}/{name}"
+        pod = Pod(ns, name, dict(labels or {"pod": name}), (), container_ports(key, self.sctp))
+        apply(self.store, pod_doc(pod, self.name))
+        if address is not None:
+            self.ipam[key] = {
+                "type": "host-local", "dataDir": str(self.tmp / "host-local"),
+                "ranges": [[{"subnet": str(ipaddress.ip_network(f"{address}/24", strict=False)),
+                             "rangeStart": address,
+                             "rangeEnd": address}]],
+            }  # fmt: skip
+        address = self.add_pod_netns(ns, name)
+        self.probers[key].ready()
+        self.pods[key] = pod = replace(pod, ips=(address,))
+        return pod
+
+    def remove_pod(self, key: str) -> None:
+        """CNI DEL, the Pod resource deleted, its prober stopped, its namespace gone."""
+        ns, name = key.split("/")
+        prober = self.probers.pop(key)
+        prober.stop()
+        res = self.node.cni("DEL", f"ctr-{ns}-{name}", prober.netns, config=self.cni_config(key),
+                            args=self.cni_args(key))
+        if not res.ok:
+            raise RuntimeError(f"CNI DEL {key}: {res}")
+        subprocess.run(["ip", "netns", "del", prober.netns], capture_output=True, check=False)
+        remove(self.store, "Pod", ns, name)
+        del self.pods[key]
+        self.ipam.pop(key, None)
+
+    def cni_args(self, key: str) -> str:
+        ns, name = key.split("/")
+        args = f"K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name}"
+        return f"IgnoreUnknown=1;{args}" if key in self.ipam else args
+
+    def cni_config(self, key: str) -> dict[str, Any]:
+        ipam = self.ipam.get(key)
+        return self.node.config() if ipam is None else self.node.config(ipam=ipam)
+
     def add_pod_netns(self, ns: str, name: str) -> str:
         """A pod's namespace and attachment by bgpd-cni, and its prober; the address."""
         netns = self.node.pod_netns(f"{ns}-{name}")
-        args = f"K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name}"
-        res = self.node.cni("ADD", f"ctr-{ns}-{name}", netns, args=args)
+        res = self.node.cni("ADD", f"ctr-{ns}-{name}", netns, args=self.cni_args(f"{ns}/{name}"),
+                            config=self.cni_config(f"{ns}/{name}"))
         if not res.ok or res.json is None:
             raise RuntimeError(f"CNI ADD {ns}/{name}: {res}")
         address = str(res.json["ips"][0]["address"]).split("/")[0]
@@ -298,7 +356,12 @@ class PolicyLab:
         )  # fmt: skip
         if record is None or record.get("ips") != [f"{address}/32"]:
             raise RuntimeError(f"endpoint record of {ns}/{name}: {record}")
-        self.probers[f"{ns}/{name}"] = Prober(netns, self.tmp / f"prober-{ns}-{name}.log")
+        window = None
+        if self.base_pods:  # a pod made at run time: its own source ports
+            first = RUNTIME_PORTS[0] + next(self._windows) % 8 * 2000
+            window = (first, first + 2000)
+        self.probers[f"{ns}/{name}"] = Prober(netns, self.tmp / f"prober-{ns}-{name}.log",
+                                              source_ports=window)  # fmt: skip
         return address
 
     def add_external_host(self) -> None:
@@ -328,11 +391,25 @@ class PolicyLab:
         finally:
             log.close()
 
-    def stop_agent(self) -> None:
+    def pause_agent(self) -> None:
+        """SIGSTOP the agent (by PID): what it has done stays, nothing new is done."""
+        assert self.agent is not None
+        self.agent.send_signal(signal.SIGSTOP)
+
+    def resume_agent(self) -> None:
+        assert self.agent is not None
+        self.agent.send_signal(signal.SIGCONT)
+
+    def stop_agent(self, kill: bool = False) -> None:
+        """SIGTERM (or SIGKILL) the agent, by PID."""
         agent, self.agent = self.agent, None
         if agent is None:
             return
-        agent.terminate()  # by PID (Popen)
+        agent.send_signal(signal.SIGCONT)  # in case it was paused
+        if kill:
+            agent.kill()
+        else:
+            agent.terminate()
         try:
             agent.wait(10)
         except subprocess.TimeoutExpired:
@@ -369,7 +446,13 @@ class PolicyLab:
         del self.policies[(ns, name)]
 
     def reset(self) -> None:
-        """Back to the start: no policies, the first labels; then the barrier."""
+        """Back to the start: the agent running, no policies, the first pods and
+        labels; then the barrier."""
+        if self.agent is None or self.agent.poll() is not None:
+            self.stop_agent()
+            self.start_agent()
+        for key in [k for k in self.pods if k not in self.base_pods]:
+            self.remove_pod(key)
         for key in self.store.keys(POLICY_PREFIX):
             self.store.delete(key)
         self.policies.clear()

@@ -1,7 +1,7 @@
 """The process the policy matrix runs in every pod's network namespace (and one in
 the node's): echo servers, and a prober that tests many connections at once.
 
-    ip netns exec <ns> python -m tests.policy.prober [--no-serve]
+    ip netns exec <ns> python -m tests.policy.prober [--no-serve] [--source-ports A:B]
 
 It serves TCP and UDP echo (and SCTP, when the kernel has it) on ports 80 and 81 of
 every address, then prints one JSON line ``{"ready": true, "sctp": <bool>}``.  It
@@ -14,9 +14,11 @@ All probes of a request run concurrently.  TCP: the connection is accepted.  UDP
 a datagram sent gets a reply.  SCTP: connect, send, read the echo.  A refusal, an
 ICMP error and the timeout all count as blocked (as in the e2e suite's agnhost).
 
-Every probe binds a fresh source port, counting up, so that no probe ever reuses
-the conntrack entry of an earlier one (an old UDP entry lives for up to 180 s and
-would let a now-forbidden packet through as "established").  End of input stops it.
+Every probe binds a fresh source port, counting up from A (20000) to B (60000),
+so that no probe ever reuses the conntrack entry of an earlier one (an old UDP
+entry lives for up to 180 s and would let a now-forbidden packet through as
+"established").  Probers that may share an address over time (a pod deleted, its
+address given to the next) are given disjoint ranges.  End of input stops it.
 """
 
 from __future__ import annotations
@@ -31,9 +33,8 @@ import sys
 from typing import Any
 
 PORTS = (80, 81)
-FIRST_SOURCE_PORT = 20000
-LAST_SOURCE_PORT = 60000
-_source_ports = itertools.cycle(range(FIRST_SOURCE_PORT, LAST_SOURCE_PORT))
+SOURCE_PORTS = (20000, 60000)
+_source_ports = itertools.cycle(range(*SOURCE_PORTS))
 
 
 def sctp_supported() -> bool:
@@ -172,6 +173,10 @@ async def handle(request: dict[str, Any]) -> dict[str, Any]:
 
 
 async def main(argv: list[str]) -> None:
+    global _source_ports  # noqa: PLW0603 - one process, one range
+    if "--source-ports" in argv:
+        first, _, last = argv[argv.index("--source-ports") + 1].partition(":")
+        _source_ports = itertools.cycle(range(int(first), int(last)))
     loop = asyncio.get_running_loop()
     sctp = sctp_supported()
     servers = [] if "--no-serve" in argv else await serve(sctp)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require_programs, require_root
-from tests.policy.harness import NODE, POOL, PolicyLab, policy_doc
+from tests.policy.harness import NODE, POOL, PROBE_TIMEOUT, PolicyLab, policy_doc, report
 from tests.policy.reference import Model
 
 
@@ -244,6 +244,20 @@ def test_ip_block_with_except(lab: PolicyLab) -> None:
              "ports": [{"port": 80, "protocol": "UDP"}]}]))  # fmt: skip
 
 
+def test_all_pods_is_not_all_addresses(lab: PolicyLab) -> None:
+    """Cyclonus' "allow all by pod" vs "allow all by IP": an empty namespaceSelector
+    matches every pod and no outside address; 0.0.0.0/0 matches both; a missing
+    ``to`` matches everything."""
+    run(lab,
+        policy_doc("all-pods", "x", policyTypes=["Egress"],
+                   egress=[{"to": [{"namespaceSelector": {}}]}]),
+        policy_doc("all-ips", "y", policyTypes=["Egress"],
+                   egress=[{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [POOL]}}]}]),
+        policy_doc("ext-only", "z", ingress=[{"from": [{"ipBlock": {"cidr": "192.0.2.0/24"}}]}]),
+        policy_doc("no-to", "z", podSelector=pod_is("c"), policyTypes=["Egress"],
+                   egress=[{"ports": [{"port": 81}]}]))  # fmt: skip
+
+
 def test_ip_block_outside_the_pods_matches_no_pod(lab: PolicyLab) -> None:
     block = {"ipBlock": {"cidr": "192.0.2.0/24"}}
     run(lab, policy_doc("elsewhere", "y", ingress=[{"from": [block]}]))
@@ -291,39 +305,121 @@ def test_namespace_label_changed(lab: PolicyLab) -> None:
     lab.check()
 
 
-def test_agent_restart_keeps_enforcing(lab: PolicyLab) -> None:
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
+def test_agent_restart_keeps_enforcing(lab: PolicyLab, kill: bool) -> None:
+    """The table outlives the agent (pods stay protected while it restarts), and a
+    new agent takes over the old table with what changed meanwhile."""
     run(lab, policy_doc("deny", "y"), policy_doc("from-x", "y", ingress=[
         {"from": [{"namespaceSelector": ns_is("x")}], "ports": [{"port": 81}]}]))  # fmt: skip
-    lab.stop_agent()
+    lab.stop_agent(kill=kill)
+    lab.check(("TCP",))
     lab.apply_policy(policy_doc("deny-egress", "z", policyTypes=["Egress"]))
+    lab.delete_policy("y", "from-x")
     lab.start_agent()
     lab.sync()
     lab.check()
 
 
-def test_invalid_record_keeps_the_rules_in_force(lab: PolicyLab) -> None:
-    """A record no validation let through (endPort < port), written straight into
-    the store: the previous version of the policy stays in force, a new invalid
-    policy changes nothing (neither allow-all nor drop-all), and the status file
-    names both."""
-    good = policy_doc("guard", "x", podSelector=pod_is("a"),
-                      ingress=[{"from": [{"podSelector": pod_is("b")}]}])  # fmt: skip
-    run(lab, good)
+def test_rapid_updates_settle_on_the_last(lab: PolicyLab) -> None:
+    for i in range(12):
+        lab.apply_policy(policy_doc("churn", "x", podSelector=pod_is("abc"[i % 3]), ingress=[
+            {"from": [{"namespaceSelector": ns_is("xyz"[i % 3])}], "ports": [{"port": 80 + i % 2}]},
+        ]))  # fmt: skip
+        lab.apply_policy(policy_doc(f"extra-{i % 4}", "z", policyTypes=["Egress"], egress=[
+            {"to": [{"podSelector": pod_is("abc"[i % 3])}]}]))  # fmt: skip
+        lab.set_pod_labels("y/c", {"pod": "c", "round": str(i)})
+    lab.delete_policy("z", "extra-1")
+    lab.sync()
+    lab.check()
+
+
+# -- pods come and go -----------------------------------------------------------------------------
+
+
+def test_new_pod_is_isolated_before_the_agent_sees_it(lab: PolicyLab) -> None:
+    """§1.4: once a policy is in force, a new pod it selects is isolated from its
+    first packet; allow rules may come later.  The agent is paused (SIGSTOP) while
+    the pod is made, so nothing about the pod can have been rendered yet."""
+    lab.apply_policy(policy_doc("deny-all", "x", policyTypes=["Ingress", "Egress"]))
+    lab.apply_policy(policy_doc("from-y", "x", podSelector=pod_is("d"), ingress=[
+        {"from": [{"namespaceSelector": ns_is("y")}]}]))  # fmt: skip
+    lab.sync()
+    lab.pause_agent()
+    try:
+        lab.add_pod("x", "d")
+        cells = [c for c in lab.cells() if "x/d" in c[:2] and c[0] != NODE]
+        expected = lab.expected(cells)
+        observed = lab.probe(cells, PROBE_TIMEOUT)
+    finally:
+        lab.resume_agent()
+    leaks = {c for c in cells if observed[c] and not expected[c]}
+    assert not leaks, "allowed before the agent saw the pod (X: a leak):\n\n" + report(
+        cells, expected, observed, observed, bad=leaks)
+    lab.sync()
+    lab.check()
+
+
+REUSED = "10.78.0.10"
+
+
+def test_deleted_pod_address_reused_by_another_pod(lab: PolicyLab) -> None:
+    """A pod's address given to a new pod elsewhere must lose every right of the
+    old one (no stale set member)."""
+    run(lab, policy_doc("from-x-d", "z", ingress=[
+            {"from": [{"namespaceSelector": ns_is("x"), "podSelector": pod_is("d")}]}]),
+        policy_doc("d-out", "x", podSelector=pod_is("d"), policyTypes=["Egress"],
+                   egress=[{"to": [{"namespaceSelector": ns_is("z")}]}]))  # fmt: skip
+    lab.add_pod("x", "d", address=REUSED)
+    lab.sync()
+    lab.check()
+    lab.remove_pod("x/d")
+    assert lab.add_pod("y", "d", address=REUSED).ip == REUSED
+    lab.sync()
+    lab.check()
+    lab.remove_pod("y/d")
+    lab.sync()
+    lab.check()
+
+
+BROKEN_SPECS = {
+    "end-before-start": {"ingress": [{"ports": [{"port": 81, "endPort": 80}]}]},
+    "icmp": {"ingress": [{"ports": [{"protocol": "ICMP"}]}]},
+    "block-and-pods": {"ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"},
+                                              "podSelector": {}}]}]},
+    "bad-except": {"policyTypes": ["Egress"], "egress": [
+        {"to": [{"ipBlock": {"cidr": "10.77.0.0/16", "except": ["10.0.0.0/8"]}}]}]},
+    "no-selector": None,
+}  # fmt: skip
+
+
+def test_invalid_records_keep_the_rules_in_force(lab: PolicyLab) -> None:
+    """Records no validation let through, written straight into the store: the
+    last good version of a policy stays in force, a policy never valid changes
+    nothing (neither allow-all nor drop-all), and the status names each; a good
+    version written later takes over and clears the error."""
+    guard = policy_doc("guard", "x", podSelector=pod_is("a"),
+                       ingress=[{"from": [{"podSelector": pod_is("b")}]}])  # fmt: skip
+    run(lab, guard)
     key = next(k for k in lab.store.keys("resources/networkpolicies/") if k.endswith("/guard"))
     record = lab.store.get(key)
     assert record is not None
-    broken = dict(record.value)
-    broken["spec"] = {**broken["spec"], "ingress": [{"ports": [{"port": 81, "endPort": 80}]}]}
-    lab.store.put(key, broken)
-    fresh_key = key.replace("/x/guard", "/y/fresh")
-    assert fresh_key != key
-    fresh = dict(broken, metadata={**broken["metadata"], "name": "fresh", "namespace": "y"})
-    fresh.get("metadata", {}).pop("uid", None)
-    lab.store.put(fresh_key, fresh)
+    stored = record.value
+    lab.store.put(key, {**stored, "spec": {**stored["spec"], **BROKEN_SPECS["end-before-start"]}})
+    for name, spec in BROKEN_SPECS.items():
+        value = json.loads(json.dumps(stored))
+        value["metadata"] = {"name": name, "namespace": "y"}
+        value["spec"] = {"podSelector": {}, **spec} if spec else {"policyTypes": ["Ingress"]}
+        lab.store.put(f"resources/networkpolicies/y/{name}", value)
     status = lab.sync()
-    errors = json.dumps(status.get("errors"))
-    assert "guard" in errors and "fresh" in errors, status
-    lab.check()  # lab.policies still holds the good version of guard only
+    named = json.dumps(status.get("errors"))
+    for name in ["guard", *BROKEN_SPECS]:
+        assert name in named, (name, status)
+    lab.check()  # lab.policies holds the good version of guard only
+    lab.apply_policy(policy_doc("guard", "x", podSelector=pod_is("a"),
+                                ingress=[{"from": [{"podSelector": pod_is("c")}]}]))  # fmt: skip
+    status = lab.sync()
+    assert "guard" not in json.dumps(status.get("errors")), status
+    lab.check()
 
 
 def test_node_to_pods_always_allowed_under_deny_all(lab: PolicyLab) -> None:
