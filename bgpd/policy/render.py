@@ -5,8 +5,10 @@ The table (POLICY.md §3.7, after Calico's split, §3.1)::
     chain forward  (hook forward)
         ct state established,related accept            replies pass (§1.4)
         mark &= ~ALLOW
+        iifname "cali*" iifname != @endpoints drop      a pod not known yet
         iifname vmap @from-pod   -> jump ge-<group>     the sender's egress
         mark &= ~ALLOW
+        oifname "cali*" oifname != @endpoints drop
         oifname vmap @to-pod     -> jump gi-<group>     the receiver's ingress
         mark &= ~ALLOW
 
@@ -23,8 +25,12 @@ receiver's ingress are both applied; a drop ends it.  Only forwarded traffic is
 policed: the node's own traffic to its pods never reaches the forward hook, so
 node-to-pod is always allowed (§1.4), as is a pod's traffic to its own node
 (implementation-defined; Calico's manifest default accepts it too).  An
-interface absent from a map (an endpoint no policy isolates in that direction)
-passes unrestricted.
+endpoint no policy isolates in a direction has no entry in that map: it passes
+unrestricted.  Every endpoint the agent knows is in the set ``endpoints``; a pod
+interface that is not (the agent has not seen the pod yet) is dropped, as
+Calico's dispatch drops an unknown ``cali*``: a new pod is isolated from its
+first packet (§1.4, pod lifecycle).  The CNI plugin records the endpoint before
+it makes the veth, so the agent usually knows the interface before it exists.
 
 Group chains are Calico's policy groups (``cali-gi-``) pushed to their end: the
 verdict maps dispatch per endpoint interface in O(1), and endpoints whose
@@ -63,6 +69,10 @@ TABLE = "bgpd-policy"
 #: The mark bit an allow sets (Calico's marks live in 0xffff0000; kube-proxy's
 #: are 0x4000 and 0x8000).
 DEFAULT_MARK = 0x00100000
+#: The host ends of the pods' veths (the CNI plugin's names): one the agent does
+#: not know yet is dropped, so a new pod is isolated from its first packet.
+INTERFACE_PREFIX = "cali"
+ENDPOINTS = "endpoints"
 FROM_POD = "from-pod"
 TO_POD = "to-pod"
 INGRESS, EGRESS = "ingress", "egress"
@@ -138,24 +148,31 @@ def chain_name(prefix: str, namespace: str, name: str) -> str:
 class Renderer:
     """The wanted ruleset for this node's endpoints, updated event by event."""
 
-    def __init__(self, mark: int = DEFAULT_MARK, table: str = TABLE) -> None:
+    def __init__(
+        self, mark: int = DEFAULT_MARK, table: str = TABLE, prefix: str = INTERFACE_PREFIX
+    ) -> None:
         self.cluster = Cluster()
         self.mark = mark
         keep = f"0x{0xFFFFFFFF & ~mark:08x}"
         clear = f"meta mark set meta mark and {keep}"
+        drop = 'counter drop comment "unknown endpoint"'
+        unknown = [f'{{0}}name "{prefix}*" {{0}}name != @{ENDPOINTS} {drop}'] if prefix else []
         self.ruleset = Ruleset(
             table, "forward",
             [
                 "type filter hook forward priority filter; policy accept;",
                 "ct state established,related accept",
                 clear,
+                *(rule.format("iif") for rule in unknown),
                 f"iifname vmap @{FROM_POD}",
                 clear,
+                *(rule.format("oif") for rule in unknown),
                 f"oifname vmap @{TO_POD}",
                 clear,
             ],
             {FROM_POD: "ifname : verdict", TO_POD: "ifname : verdict"},
         )  # fmt: skip
+        self.ruleset.ensure_set(ENDPOINTS, "ifname")
         self.policies: dict[PolicyKey, Policy] = {}
         self._by_namespace: dict[str, set[PolicyKey]] = {}
         self._peer_sets: dict[PeerSetKey, _PeerSet] = {}
@@ -492,6 +509,7 @@ class Renderer:
         if previous is not None:
             self.remove_endpoint(interface)
         self.endpoints[interface] = pod
+        self.ruleset.add_element(ENDPOINTS, f'"{interface}"')
         self._interfaces.setdefault(pod, set()).add(interface)
         self._select_local(pod)
 
@@ -499,6 +517,7 @@ class Renderer:
         pod = self.endpoints.pop(interface, None)
         if pod is None:
             return
+        self.ruleset.remove_element(ENDPOINTS, f'"{interface}"')
         names = self._interfaces.get(pod)
         if names is not None:
             names.discard(interface)
@@ -525,13 +544,14 @@ class Renderer:
                 self._set_group(interface, EGRESS, egress)
 
     def _set_group(self, interface: str, direction: str, policies: list[PolicyKey] | None) -> None:
+        """Dispatch ``interface`` to the group of ``policies`` (none: no dispatch,
+        the endpoint is not isolated in that direction)."""
         old = self._endpoint_group.pop((interface, direction), None)
         new = self._group(direction, policies) if policies else None
         if new is not None:
             self._endpoint_group[(interface, direction)] = new
-        if new != old:
-            self.ruleset.put_map(TO_POD if direction == INGRESS else FROM_POD, interface,
-                                 None if new is None else f"jump {new}")  # fmt: skip
+        verdict = None if new is None else f"jump {new}"
+        self.ruleset.put_map(TO_POD if direction == INGRESS else FROM_POD, interface, verdict)
         if old is not None:
             shared = self._groups[old]
             shared.refs -= 1

@@ -158,7 +158,8 @@ def test_follows_the_datastore_and_keeps_the_last_good_policy(agent: Running) ->
     agent.store.delete("resources/networkpolicies/x/p")
     agent.synced()
     table = agent.table()
-    assert "pi-x/p" not in table and "cali0123456789a" not in table
+    assert "pi-x/p" not in table and "jump gi-" not in table
+    assert 'elements = { "cali0123456789a" }' in table  # known: not dropped as unknown
 
 
 def test_status_counters_and_metrics(agent: Running) -> None:

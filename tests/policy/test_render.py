@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bgpd.policy.model import ContainerPort, Pod, policy_from
-from bgpd.policy.render import FROM_POD, TO_POD, Renderer, chain_name
+from bgpd.policy.render import ENDPOINTS, FROM_POD, TO_POD, Renderer, chain_name
 
 
 def policy(ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -37,11 +37,20 @@ def renderer_with_pods() -> Renderer:
     return r
 
 
-def test_no_policy_no_dispatch() -> None:
+def test_no_policy_no_dispatch_but_known() -> None:
     r = renderer_with_pods()
     r.flush()
     assert r.ruleset.maps[TO_POD].elements == {}
     assert r.ruleset.maps[FROM_POD].elements == {}
+    known = r.ruleset.sets[ENDPOINTS].elements
+    assert known == {'"calixa"', '"calixb"', '"caliya"', '"caliyb"'}
+    assert (
+        'iifname "cali*" iifname != @endpoints counter drop comment "unknown endpoint"'
+        in r.ruleset.base_rules
+    )
+    r.remove_endpoint("calixa")
+    r.flush()
+    assert '"calixa"' not in known
 
 
 def test_deny_ingress_isolates_only_its_namespace() -> None:
@@ -123,7 +132,7 @@ def test_policy_removed_drops_its_chains_and_sets() -> None:
     r.remove_policy(("x", "allow-b"))
     r.flush()
     script = r.ruleset.script()
-    assert r.ruleset.sets == {}
+    assert set(r.ruleset.sets) == {ENDPOINTS}
     assert set(r.ruleset.chains) == set()
     assert "delete chain inet bgpd-policy pi-x/allow-b" in script
     # references go before the chains they point at
@@ -136,7 +145,7 @@ def test_label_change_moves_pod_between_sets_and_groups() -> None:
     r = renderer_with_pods()
     r.put_policy(policy_from(allow_from_b()))
     r.flush()
-    assert "calixa" in r.ruleset.maps[TO_POD].elements
+    assert r.ruleset.maps[TO_POD].elements["calixa"].startswith("jump gi-")
     r.put_pod(pod("x", "a", "10.0.0.1", pod="z"))  # no longer selected by allow-b
     r.put_pod(pod("x", "b", "10.0.0.2", pod="q"))  # no longer a peer
     r.flush()
@@ -163,11 +172,11 @@ def test_types_change_regroups() -> None:
     r = renderer_with_pods()
     r.put_policy(policy_from(deny_ingress()))
     r.flush()
-    assert "calixa" in r.ruleset.maps[TO_POD].elements
+    assert r.ruleset.maps[TO_POD].elements["calixa"].startswith("jump gi-")
     r.put_policy(policy_from(policy("x", "deny", {"podSelector": {}, "policyTypes": ["Egress"]})))
     r.flush()
     assert "calixa" not in r.ruleset.maps[TO_POD].elements
-    assert "calixa" in r.ruleset.maps[FROM_POD].elements
+    assert r.ruleset.maps[FROM_POD].elements["calixa"].startswith("jump ge-")
     assert chain_name("pi", "x", "deny") not in r.ruleset.chains
 
 
