@@ -5,7 +5,7 @@
 Each command group lives in its own module with a ``register(subparsers)`` that
 adds its parser and sets ``run`` (a function of the parsed arguments and the
 ``Context`` that returns the exit status): ``resources`` (apply, create, replace,
-delete, get), ``node`` (status, routes) and ``ipam``.
+delete, get), ``node`` (status, routes), ``ipam`` and ``policy`` (show).
 
 Exit status: 0 when the command did its work (``ipam check`` finding problems
 included, as calicoctl's), 1 on any failure, with one line on stderr.  Usage
@@ -19,7 +19,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ..datastore.base import DatastoreError
-from . import ipam, node, resources
+from . import ipam, node, policy, resources
 from .context import Context, CtlError, default_node_name, default_state_dir
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     ipam.register(commands, [common])
     node.register(commands, [common])
+    policy.register(commands, [common])
     resources.register(commands, [common])
     return parser
 
