@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import nft
 from .model import PodKey, namespace_labels, pod_from, policy_from
-from .render import DEFAULT_MARK, TABLE, Renderer
+from .render import DEFAULT_MARK, INTERFACE_PREFIX, TABLE, Renderer
 
 if TYPE_CHECKING:
     from ..datastore.base import Change, Datastore, Record
@@ -60,6 +60,7 @@ class PolicyOptions:
     node: str
     table: str = TABLE
     mark: int = DEFAULT_MARK
+    prefix: str = INTERFACE_PREFIX
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     cleanup: bool = False
@@ -112,7 +113,7 @@ class PolicyAgent:
     def __init__(self, options: PolicyOptions, store: Datastore) -> None:
         self.options = options
         self.store = store
-        self.renderer = Renderer(mark=options.mark, table=options.table)
+        self.renderer = Renderer(options.mark, options.table, options.prefix)
         self.revision = 0
         self.errors: dict[str, str] = {}
         self.stats = ApplyStats()
@@ -140,7 +141,7 @@ class PolicyAgent:
 
     def _load_all(self) -> None:
         """Read every input afresh (at start, and when the change log lost history)."""
-        self.renderer = Renderer(mark=self.options.mark, table=self.options.table)
+        self.renderer = Renderer(self.options.mark, self.options.table, self.options.prefix)
         self.errors.clear()
         self._pod_objects.clear()
         self._endpoints.clear()

@@ -1,7 +1,8 @@
 """``bgpd policy``: the NetworkPolicy agent's command line (issue 8).
 
     bgpd policy [--state-dir DIR] [--node-name NAME] [--metrics-port N]
-                [--table NAME] [--mark 0xN] [--cleanup] [--log-format plain|json]
+                [--table NAME] [--mark 0xN] [--interface-prefix cali] [--cleanup]
+                [--log-format plain|json]
 
 It must run in the node's network namespace (where the pods' host interfaces
 are).  Besides the status file (``<state>/run/policy-<node>.json``) it serves
@@ -25,7 +26,7 @@ from ..datastore.local import node_name, state_dir
 from ..runtime import tune_gc
 from . import nft
 from .agent import PolicyAgent, PolicyOptions
-from .render import DEFAULT_MARK, TABLE
+from .render import DEFAULT_MARK, INTERFACE_PREFIX, TABLE
 
 log = logging.getLogger("bgpd.policy")
 
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", default=TABLE, help=f"the nft table (inet) to own (default {TABLE})")
     p.add_argument("--mark", type=lambda t: int(t, 0), default=DEFAULT_MARK,
                    help=f"the mark bit of an allow (default 0x{DEFAULT_MARK:x})")  # fmt: skip
+    p.add_argument("--interface-prefix", default=INTERFACE_PREFIX,
+                   help="the pods' host interfaces; one not known yet is dropped "
+                   f"(default {INTERFACE_PREFIX}; empty: no such drop)")  # fmt: skip
     p.add_argument("--cleanup", action="store_true", help="remove the table on exit")
     p.add_argument("--log-format", choices=("plain", "json"),
                    default=env.get("BGPD_LOG_FORMAT", "plain"))  # fmt: skip
@@ -93,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     state = args.state_dir or state_dir()
     options = PolicyOptions(
         state_dir=state, node=args.node_name or node_name(state), table=args.table,
-        mark=args.mark, metrics_host=args.metrics_host, metrics_port=args.metrics_port,
-        cleanup=args.cleanup,
+        mark=args.mark, prefix=args.interface_prefix, metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port, cleanup=args.cleanup,
     )  # fmt: skip
     return asyncio.run(run(options))
 
