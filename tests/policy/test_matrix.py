@@ -127,6 +127,15 @@ def test_namespace_selector(lab: PolicyLab) -> None:
                         ingress=[{"from": [{"namespaceSelector": ns_in("y")}]}]))  # fmt: skip
 
 
+def test_namespace_selected_by_its_name_label(lab: PolicyLab) -> None:
+    by_name = {"matchLabels": {"kubernetes.io/metadata.name": "z"}}
+    not_y = {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["y"]}]}  # fmt: skip
+    run(lab, policy_doc("from-z", "x", ingress=[{"from": [{"namespaceSelector": by_name}]}]),
+        policy_doc("not-to-y", "z", podSelector=pod_is("b"), policyTypes=["Egress"],
+                   egress=[{"to": [{"namespaceSelector": not_y}]}]))  # fmt: skip
+
+
 def test_pod_and_namespace_selector_in_one_peer(lab: PolicyLab) -> None:
     peer = {"namespaceSelector": ns_in("y", "z"),
             "podSelector": {"matchExpressions": [
@@ -175,6 +184,21 @@ def test_stacked_policies_are_a_union(lab: PolicyLab) -> None:
                    ingress=[{"from": [{"podSelector": pod_is("b")}],
                              "ports": [{"protocol": "UDP"}]}]),
         policy_doc("deny-egress-z", "z", policyTypes=["Egress"]))  # fmt: skip
+
+
+def test_ingress_and_egress_in_one_policy(lab: PolicyLab) -> None:
+    ingress = [{"from": [{"namespaceSelector": ns_is("y")}]}]
+    egress = [{"to": [{"namespaceSelector": ns_is("z")}],
+               "ports": [{"port": 80}, {"port": 81, "protocol": "UDP"}]}]  # fmt: skip
+    run(lab, policy_doc("both", "x", podSelector=pod_is("a"), policyTypes=["Ingress", "Egress"],
+                        ingress=ingress, egress=egress))  # fmt: skip
+
+
+def test_egress_allow_all_takes_precedence(lab: PolicyLab) -> None:
+    run(lab, policy_doc("to-y-80", "x", policyTypes=["Egress"], egress=[
+            {"to": [{"namespaceSelector": ns_is("y")}], "ports": [{"port": 80}]}]),
+        policy_doc("a-anywhere", "x", podSelector=pod_is("a"), policyTypes=["Egress"],
+                   egress=[{}]))  # fmt: skip
 
 
 def test_named_ports_ingress(lab: PolicyLab) -> None:
