@@ -3,10 +3,13 @@ whole reachability matrix of nine pods x/a .. z/c on one lab node, for the cases
 the Kubernetes e2e netpol suite (POLICY.md §2.1) and a few of cyclonus'.
 
 Every case writes its policies (and labels) through ``bgpd.resources``, waits for
-the agent's sync barrier, and checks TCP and UDP on ports 80 and 81 for every
-ordered pair of pods and from the node (always allowed).  The pods, probers and
-agent are shared by the module; each case starts from no policies and the first
-labels (``PolicyLab.reset``).  See tests/policy/harness.py for the machinery.
+the agent's sync barrier, and checks TCP and UDP (and SCTP when the kernel has it)
+on ports 80 and 81 for every ordered pair of pods, from the node (always
+allowed), and to and from a host outside the cluster.  The pods, probers and
+agent are shared by the module; each case starts from no policies, the nine pods
+and their first labels (``PolicyLab.reset``).  Pods made at run time, agent
+restarts and records written past validation have cases of their own.  See
+tests/policy/harness.py for the machinery.
 """
 
 from __future__ import annotations
