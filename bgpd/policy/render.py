@@ -45,7 +45,16 @@ Sets (named, shared by every rule that needs them, reference-counted):
   with a container port of that name and protocol (named ports: matched
   against the *destination*, which for ingress is the endpoint itself and for
   egress the peer, POLICY.md §1.3);
-* ``b4-<h>``/``x4-<h>`` (and 6): an ipBlock's CIDR and its excepts (interval sets).
+
+An ipBlock is matched inline (``ip saddr 10.0.0.0/8 ip saddr != 10.1.0.0/16``),
+not through named interval sets: its CIDRs never change with pods, and nft
+(1.0.6) fetches the elements of every named interval set of the table on each
+later ``add element``, one netlink round trip per set, which made a pod's
+arrival cost twice as much with a few hundred ipBlocks in force.
+
+IPv6: the ``p6-``/``n6-`` sets and the rules matching them exist only once some
+pod has an IPv6 address (then for good): an IPv4-only cluster carries no empty
+IPv6 half.  The first IPv6 pod rewrites every policy chain once.
 
 ``Renderer`` is pure: events in (``put_policy``, ``put_pod``, ``put_namespace``,
 ``put_endpoint`` and their removals), ``Ruleset`` changes out.  Events that
@@ -61,7 +70,7 @@ import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .model import IpBlock, LabelSelector, Peer, Pod, PodKey, Policy, Port, Rule
+from .model import LabelSelector, Peer, Pod, PodKey, Policy, Port, Rule
 from .ruleset import Ruleset
 from .selection import Cluster
 
@@ -158,9 +167,8 @@ class Renderer:
         drop = 'counter drop comment "unknown endpoint"'
         unknown = [f'{{0}}name "{prefix}*" {{0}}name != @{ENDPOINTS} {drop}'] if prefix else []
         self.ruleset = Ruleset(
-            table, "forward",
+            table, "forward", "type filter hook forward priority filter; policy accept;",
             [
-                "type filter hook forward priority filter; policy accept;",
                 "ct state established,related accept",
                 clear,
                 *(rule.format("iif") for rule in unknown),
@@ -177,7 +185,8 @@ class Renderer:
         self._by_namespace: dict[str, set[PolicyKey]] = {}
         self._peer_sets: dict[PeerSetKey, _PeerSet] = {}
         self._named: dict[tuple[str, str], _Shared] = {}  # (protocol, name) -> refs
-        self._blocks: dict[IpBlock, _Shared] = {}
+        self._v6 = False
+        self._group_names: dict[tuple[str, tuple[PolicyKey, ...]], tuple[str, list[str]]] = {}
         self._groups: dict[str, _Shared] = {}
         #: chain name -> (namespace, policy, direction), for counters
         self.policy_chains: dict[str, tuple[str, str, str]] = {}
@@ -199,14 +208,7 @@ class Renderer:
         self._acquire(policy)
         self.policies[policy.key] = policy
         self._by_namespace.setdefault(policy.namespace, set()).add(policy.key)
-        for direction, rules in ((INGRESS, policy.ingress), (EGRESS, policy.egress)):
-            chain = chain_name("pi" if direction == INGRESS else "po", *policy.key)
-            if rules is None:
-                self.ruleset.drop_chain(chain)
-                self.policy_chains.pop(chain, None)
-            else:
-                self.ruleset.put_chain(chain, self._policy_rules(policy, direction, rules))
-                self.policy_chains[chain] = (policy.namespace, policy.name, direction)
+        self._put_chains(policy)
         if old is not None:
             self._release(old)
         self._reselect(policy.key, old, policy)
@@ -232,8 +234,8 @@ class Renderer:
         before = self._selects.pop(key, set())
         after: set[PodKey] = set()
         if new is not None:
-            local = set(self._interfaces) & self.cluster.by_namespace.get(key[0], set())
-            after = self.cluster.select(new.selector, local)
+            local = {p for p in self.cluster.by_namespace.get(key[0], ()) if p in self._interfaces}
+            after = self.cluster.select(new.selector, local) if local else set()
             if after:
                 self._selects[key] = after
         for pod in before - after:
@@ -244,53 +246,39 @@ class Renderer:
 
     # -- reference counting of sets ------------------------------------------
 
-    def _rule_parts(
-        self, policy: Policy
-    ) -> tuple[list[PeerSetKey], list[tuple[str, str]], list[IpBlock]]:
+    def _rule_parts(self, policy: Policy) -> tuple[list[PeerSetKey], list[tuple[str, str]]]:
         peers: list[PeerSetKey] = []
         named: list[tuple[str, str]] = []
-        blocks: list[IpBlock] = []
         for rules in (policy.ingress, policy.egress):
             for rule in rules or ():
                 for peer in rule.peers:
-                    if peer.ip_block is not None:
-                        blocks.append(peer.ip_block)
-                    else:
+                    if peer.ip_block is None:
                         peers.append(PeerSetKey.of(policy.namespace, peer))
                 named.extend((p.protocol, p.name) for p in rule.ports if p.name is not None)
-        return peers, named, blocks
+        return peers, named
 
     def _acquire(self, policy: Policy) -> None:
-        peers, named, blocks = self._rule_parts(policy)
+        peers, named = self._rule_parts(policy)
         for key in peers:
             self._peer_set(key).refs += 1
         for proto_name in named:
             self._named_set(*proto_name).refs += 1
-        for block in blocks:
-            self._block_set(block).refs += 1
 
     def _release(self, policy: Policy) -> None:
-        peers, named, blocks = self._rule_parts(policy)
+        peers, named = self._rule_parts(policy)
         for key in peers:
             ps = self._peer_sets[key]
             ps.refs -= 1
             if ps.refs == 0:
                 del self._peer_sets[key]
                 for name in ps.names:
-                    self.ruleset.drop_set(name)
+                    self.ruleset.drop_set(name)  # the v6 one may not exist: no-op
         for proto, name in named:
             shared = self._named[(proto, name)]
             shared.refs -= 1
             if shared.refs == 0:
                 del self._named[(proto, name)]
                 for set_name in self._named_names(proto, name):
-                    self.ruleset.drop_set(set_name)
-        for block in blocks:
-            shared = self._blocks[block]
-            shared.refs -= 1
-            if shared.refs == 0:
-                del self._blocks[block]
-                for set_name in self._block_names(block):
                     self.ruleset.drop_set(set_name)
 
     def _peer_set(self, key: PeerSetKey) -> _PeerSet:
@@ -300,10 +288,15 @@ class Renderer:
         digest = key.digest()
         ps = _PeerSet(key, (f"p4-{digest}", f"p6-{digest}"), set())
         self.ruleset.ensure_set(ps.names[0], "ipv4_addr")
-        self.ruleset.ensure_set(ps.names[1], "ipv6_addr")
+        if self._v6:
+            self.ruleset.ensure_set(ps.names[1], "ipv6_addr")
         self._peer_sets[key] = ps
+        pods = self.cluster.pods
         for pod_key in self.cluster.peer_pods(key.namespace or "", key.peer()):
-            self._join(ps, self.cluster.pods[pod_key])
+            ps.members.add(pod_key)
+            ps.counts.update(_bare(a) for a in pods[pod_key].ips)
+        for family, name in ((4, ps.names[0]), (6, ps.names[1])):
+            self.ruleset.add_elements(name, [ip for ip in ps.counts if _family(ip) == family])
         return ps
 
     def _join(self, ps: _PeerSet, pod: Pod) -> None:
@@ -335,7 +328,8 @@ class Renderer:
         shared = self._named[(proto, name)] = _Shared()
         v4, v6 = self._named_names(proto, name)
         self.ruleset.ensure_set(v4, "ipv4_addr . inet_proto . inet_service")
-        self.ruleset.ensure_set(v6, "ipv6_addr . inet_proto . inet_service")
+        if self._v6:
+            self.ruleset.ensure_set(v6, "ipv6_addr . inet_proto . inet_service")
         for pod in self.cluster.pods.values():
             for element, set_name in self._named_elements(pod, proto, name):
                 self.ruleset.add_element(set_name, element)
@@ -351,28 +345,28 @@ class Renderer:
         p = _NFT_PROTO[proto]
         return [(f"{_bare(a)} . {p} . {port}", v6 if _family(a) == 6 else v4) for a in pod.ips]
 
-    @staticmethod
-    def _block_names(block: IpBlock) -> tuple[str, str]:
-        digest = _digest(f"{block.cidr}|{','.join(sorted(block.excepts))}")
-        return f"b{block.family}-{digest}", f"x{block.family}-{digest}"
-
-    def _block_set(self, block: IpBlock) -> _Shared:
-        found = self._blocks.get(block)
-        if found is not None:
-            return found
-        shared = self._blocks[block] = _Shared()
-        kind = "ipv6_addr" if block.family == 6 else "ipv4_addr"
-        allow, excepts = self._block_names(block)
-        self.ruleset.ensure_set(allow, kind, interval=True)
-        self.ruleset.add_element(allow, str(ipaddress.ip_network(block.cidr, strict=False)))
-        if block.excepts:
-            self.ruleset.ensure_set(excepts, kind, interval=True)
-            nets = [ipaddress.ip_network(e, strict=False) for e in block.excepts]
-            for net in ipaddress.collapse_addresses(nets):  # type: ignore[type-var]
-                self.ruleset.add_element(excepts, str(net))
-        return shared
+    def _enable_v6(self) -> None:
+        """The first IPv6 address: make the IPv6 sets and rewrite every policy chain."""
+        self._v6 = True
+        for ps in self._peer_sets.values():
+            self.ruleset.ensure_set(ps.names[1], "ipv6_addr")
+        for proto, name in self._named:
+            self.ruleset.ensure_set(self._named_names(proto, name)[1],
+                                    "ipv6_addr . inet_proto . inet_service")  # fmt: skip
+        for policy in self.policies.values():
+            self._put_chains(policy)
 
     # -- rule text -----------------------------------------------------------
+
+    def _put_chains(self, policy: Policy) -> None:
+        for direction, rules in ((INGRESS, policy.ingress), (EGRESS, policy.egress)):
+            chain = chain_name("pi" if direction == INGRESS else "po", *policy.key)
+            if rules is None:
+                self.ruleset.drop_chain(chain)
+                self.policy_chains.pop(chain, None)
+            else:
+                self.ruleset.put_chain(chain, self._policy_rules(policy, direction, rules))
+                self.policy_chains[chain] = (policy.namespace, policy.name, direction)
 
     def _policy_rules(self, policy: Policy, direction: str, rules: tuple[Rule, ...]) -> list[str]:
         peer_field = "saddr" if direction == INGRESS else "daddr"
@@ -397,17 +391,19 @@ class Renderer:
             return [(0, "")]
         out: list[tuple[int, str]] = []
         for peer in peers:
-            if peer.ip_block is not None:
-                allow, excepts = self._block_names(peer.ip_block)
-                ip = "ip6" if peer.ip_block.family == 6 else "ip"
-                text = f"{ip} {fld} @{allow}"
-                if peer.ip_block.excepts:
-                    text += f" {ip} {fld} != @{excepts}"
-                out.append((peer.ip_block.family, text))
+            block = peer.ip_block
+            if block is not None:
+                ip = "ip6" if block.family == 6 else "ip"
+                cidr = ipaddress.ip_network(block.cidr, strict=False)
+                text = f"{ip} {fld} {cidr}"
+                for e in sorted(block.excepts):
+                    text += f" {ip} {fld} != {ipaddress.ip_network(e, strict=False)}"
+                out.append((block.family, text))
             else:
                 v4, v6 = self._peer_sets[PeerSetKey.of(policy.namespace, peer)].names
                 out.append((4, f"ip {fld} @{v4}"))
-                out.append((6, f"ip6 {fld} @{v6}"))
+                if self._v6:
+                    out.append((6, f"ip6 {fld} @{v6}"))
         return out
 
     def _port_matches(self, ports: tuple[Port, ...]) -> list[tuple[int, str]]:
@@ -421,7 +417,8 @@ class Renderer:
             if p.name is not None:
                 v4, v6 = self._named_names(p.protocol, p.name)
                 named.append((4, f"ip daddr . meta l4proto . th dport @{v4}"))
-                named.append((6, f"ip6 daddr . meta l4proto . th dport @{v6}"))
+                if self._v6:
+                    named.append((6, f"ip6 daddr . meta l4proto . th dport @{v6}"))
             elif p.port is None:
                 whole.add(proto)
             else:
@@ -440,6 +437,8 @@ class Renderer:
         old = self.cluster.pods.get(pod.key)
         if old == pod:
             return
+        if not self._v6 and any(_family(a) == 6 for a in pod.ips):
+            self._enable_v6()
         if old is not None:
             self._unindex_pod(old)
         self.cluster.put_pod(pod)
@@ -558,11 +557,19 @@ class Renderer:
             if shared.refs == 0:
                 del self._groups[old]
                 self.ruleset.drop_chain(old)
+                self._group_names = {k: v for k, v in self._group_names.items() if v[0] != old}
 
     def _group(self, direction: str, policies: list[PolicyKey]) -> str:
-        prefix = "pi" if direction == INGRESS else "po"
-        targets = [chain_name(prefix, *k) for k in policies]
-        name = f"g{direction[0]}-{_digest(' '.join(targets), 16)}"
+        memo = (direction, tuple(policies))
+        found = self._group_names.get(memo)
+        if found is None:
+            prefix = "pi" if direction == INGRESS else "po"
+            targets = [chain_name(prefix, *k) for k in policies]
+            found = self._group_names[memo] = (
+                f"g{direction[0]}-{_digest(' '.join(targets), 16)}",
+                targets,
+            )
+        name, targets = found
         shared = self._groups.get(name)
         if shared is None:
             shared = self._groups[name] = _Shared()

@@ -62,11 +62,14 @@ def _quote(key: str) -> str:
 
 class Ruleset:
     """One ``inet`` table: named sets, verdict maps, chains; and the base chain
-    ``base`` (its hook line and rules), which never changes after creation."""
+    ``base`` (its ``hook`` line and rules), which never changes after creation."""
 
-    def __init__(self, table: str, base: str, base_rules: list[str], maps: dict[str, str]) -> None:
+    def __init__(
+        self, table: str, base: str, hook: str, base_rules: list[str], maps: dict[str, str]
+    ) -> None:
         self.table = table
         self.base = base
+        self.hook = hook
         self.base_rules = base_rules
         self.sets: dict[str, SetDef] = {}
         self.chains: dict[str, tuple[str, ...]] = {}
@@ -120,6 +123,22 @@ class Ruleset:
             removed.discard(element)
         else:
             self._added.setdefault(name, set()).add(element)
+
+    def add_elements(self, name: str, elements: Iterable[str]) -> None:
+        """``add_element`` for many (a new set's members in one step)."""
+        s = self.sets.get(name)
+        if s is None:
+            return
+        fresh = set(elements) - s.elements
+        if not fresh:
+            return
+        s.elements |= fresh
+        removed = self._removed.get(name)
+        if removed:
+            back = fresh & removed
+            removed -= back
+            fresh -= back
+        self._added.setdefault(name, set()).update(fresh)
 
     def remove_element(self, name: str, element: str, s: SetDef | None = None) -> None:
         s = s or self.sets[name]
@@ -241,6 +260,7 @@ class Ruleset:
             out.extend(f"    {rule}" for rule in self.chains[name])
             out.append("  }")
         out.append(f"  chain {self.base} {{")
+        out.append(f"    {self.hook}")
         out.extend(f"    {rule}" for rule in self.base_rules)
         out.append("  }")
         out.append("}")

@@ -21,7 +21,7 @@ from tests.conftest import require_programs, require_root
 
 
 def fresh() -> Ruleset:
-    return Ruleset("t", "base", ["type filter hook forward priority filter; policy accept;"],
+    return Ruleset("t", "base", "type filter hook forward priority filter; policy accept;", [],
                    {"m": "ifname : verdict"})  # fmt: skip
 
 
@@ -94,7 +94,9 @@ SPECS = [
 events = st.lists(
     st.one_of(
         st.tuples(st.just("policy"), st.sampled_from(NAMESPACES), st.integers(0, len(SPECS))),
-        st.tuples(st.just("pod"), st.sampled_from(PODS), st.sampled_from(["a", "b", "c", None])),
+        st.tuples(
+            st.just("pod"), st.sampled_from(PODS), st.sampled_from(["a", "b", "c", "v6", None])
+        ),
         st.tuples(st.just("endpoint"), st.sampled_from(PODS), st.booleans()),
         st.tuples(st.just("namespace"), st.sampled_from(NAMESPACES), st.booleans()),
     ),
@@ -117,6 +119,9 @@ def apply_event(r: Renderer, event: tuple[object, ...]) -> None:
         (ns, name), label = event[1], event[2]  # type: ignore[misc]
         if label is None:
             r.remove_pod((ns, name))
+        elif label == "v6":  # dual-stack: the first one brings the IPv6 half of the table
+            ips = (f"10.0.{PODS.index((ns, name))}.9/32", f"fd00::{PODS.index((ns, name)) + 1}/128")
+            r.put_pod(Pod(ns, name, {"pod": "b"}, ips, (ContainerPort("http", "TCP", 8080),)))
         else:
             ip = f"10.0.{PODS.index((ns, name))}.{'abc'.index(label) + 1}/32"
             r.put_pod(Pod(ns, name, {"pod": label}, (ip,), (ContainerPort("http", "TCP", 8080),)))
@@ -188,7 +193,16 @@ def test_incremental_equals_full_load(
     assert listing(inc) == listing(full)
 
 
-def test_nft_refusal_is_an_error() -> None:
+@pytest.mark.parametrize("way", ["libnftables", "nft -f"])
+def test_nft_refusal_is_an_error(way: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways to nft (the library in-process, the command as fallback) refuse a
+    bad script with nft's message and change nothing."""
     require_programs("nft", package="nftables")
+    if way == "nft -f":
+        monkeypatch.setattr(nft, "_lib", lambda: None)
+    elif nft._lib() is None:
+        pytest.fail("libnftables.so.1 (Debian package libnftables1, with nftables) not loadable")
     with pytest.raises(nft.NftError, match="Error"):
         nft.apply("add rule inet no-such-table-here c nonsense\n")
+    with pytest.raises(nft.NftError, match="No such file or directory"):
+        nft.list_table("no-such-table-here")
