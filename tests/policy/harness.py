@@ -538,7 +538,7 @@ class PolicyLab:
             by_source.setdefault(cell[0], []).append(cell)
         for src, mine in by_source.items():
             self.probers[src].send([(self.address(d), p, n) for _, d, p, n in mine], timeout)
-        out = {}
+        out: dict[Cell, bool] = {}
         for src, mine in by_source.items():
             out.update(zip(mine, self.probers[src].receive(timeout), strict=True))
         return out

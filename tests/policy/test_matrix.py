@@ -408,7 +408,7 @@ def test_deleted_pod_address_reused_by_another_pod(lab: PolicyLab) -> None:
     lab.check()
 
 
-BROKEN_SPECS = {
+BROKEN_SPECS: dict[str, dict[str, Any] | None] = {
     "end-before-start": {"ingress": [{"ports": [{"port": 81, "endPort": 80}]}]},
     "icmp": {"ingress": [{"ports": [{"protocol": "ICMP"}]}]},
     "block-and-pods": {"ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"},
@@ -431,7 +431,8 @@ def test_invalid_records_keep_the_rules_in_force(lab: PolicyLab) -> None:
     record = lab.store.get(key)
     assert record is not None
     stored = record.value
-    lab.store.put(key, {**stored, "spec": {**stored["spec"], **BROKEN_SPECS["end-before-start"]}})
+    broken = BROKEN_SPECS["end-before-start"] or {}
+    lab.store.put(key, {**stored, "spec": {**stored["spec"], **broken}})
     for name, spec in BROKEN_SPECS.items():
         value = json.loads(json.dumps(stored))
         value["metadata"] = {"name": name, "namespace": "y"}
