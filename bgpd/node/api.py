@@ -148,17 +148,17 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def build_app(source: StatusSource, registry: CollectorRegistry | None = None) -> web.Application:
     """The API's routes over ``source``; ``registry`` defaults to ``make_registry(source)``."""
-    app = web.Application(middlewares=[_errors])
+    pages = [("/status", status), ("/routes", routes), ("/ipam", ipam), ("/readyz", readyz)]
+    app = _app(make_registry(source) if registry is None else registry, pages)
     app[SOURCE_KEY] = source
-    app[REGISTRY_KEY] = make_registry(source) if registry is None else registry
-    for path, handler in (
-        ("/status", status),
-        ("/routes", routes),
-        ("/ipam", ipam),
-        ("/healthz", healthz),
-        ("/readyz", readyz),
-        ("/metrics", metrics),
-    ):
+    return app
+
+
+def _app(registry: CollectorRegistry, routes: list[tuple[str, Handler]]) -> web.Application:
+    """An application with these routes, ``/healthz`` and ``/metrics`` of ``registry``."""
+    app = web.Application(middlewares=[_errors])
+    app[REGISTRY_KEY] = registry
+    for path, handler in [*routes, ("/healthz", healthz), ("/metrics", metrics)]:
         app.router.add_get(path, handler)
     return app
 
@@ -176,16 +176,9 @@ def build_policy_app(
 ) -> web.Application:
     """The policy agent's routes: ``/status``, ``/counters`` (per policy rule),
     ``/healthz`` and ``/metrics``."""
-    app = web.Application(middlewares=[_errors])
+    app = _app(make_policy_registry(source) if registry is None else registry,
+               [("/status", policy_status), ("/counters", policy_counters)])  # fmt: skip
     app[POLICY_KEY] = source
-    app[REGISTRY_KEY] = make_policy_registry(source) if registry is None else registry
-    for path, handler in (
-        ("/status", policy_status),
-        ("/counters", policy_counters),
-        ("/healthz", healthz),
-        ("/metrics", metrics),
-    ):
-        app.router.add_get(path, handler)
     return app
 
 

@@ -199,8 +199,12 @@ class StatusCollector(Collector):
 def make_registry(source: StatusSource) -> CollectorRegistry:
     """A fresh registry: the agent's metrics plus the process's own (CPU, memory, open
     files, start time, Python version, garbage collection)."""
+    return _registry(StatusCollector(source))
+
+
+def _registry(collector: Collector) -> CollectorRegistry:
     registry = CollectorRegistry()
-    registry.register(StatusCollector(source))
+    registry.register(collector)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
@@ -286,12 +290,7 @@ class PolicyCollector(Collector):
 
 def make_policy_registry(source: PolicySource) -> CollectorRegistry:
     """A fresh registry: the policy agent's metrics plus the process's own."""
-    registry = CollectorRegistry()
-    registry.register(PolicyCollector(source))
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    GCCollector(registry=registry)
-    return registry
+    return _registry(PolicyCollector(source))
 
 
 def exposition(registry: CollectorRegistry, accept: str | None = None) -> tuple[bytes, str]:
