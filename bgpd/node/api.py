@@ -39,7 +39,7 @@ from aiohttp import web
 from .metrics import exposition, make_policy_registry, make_registry
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
     from .metrics import CollectorRegistry, PolicySource
     from .status import StatusSource
@@ -154,7 +154,7 @@ def build_app(source: StatusSource, registry: CollectorRegistry | None = None) -
     return app
 
 
-def _app(registry: CollectorRegistry, routes: list[tuple[str, Handler]]) -> web.Application:
+def _app(registry: CollectorRegistry, routes: Sequence[tuple[str, Handler]]) -> web.Application:
     """An application with these routes, ``/healthz`` and ``/metrics`` of ``registry``."""
     app = web.Application(middlewares=[_errors])
     app[REGISTRY_KEY] = registry
