@@ -164,16 +164,22 @@ def convert(error: ValidationError) -> list[tuple[str, str]]:
 # -- names, labels, annotations --------------------------------------------------------------
 
 
-def check_subdomain(value: str) -> str:
-    """A DNS-1123 subdomain, as Kubernetes and Calico name resources."""
-    if len(value) > SUBDOMAIN_MAX:
-        raise ValueError(f"{value[:20]!r}...: longer than {SUBDOMAIN_MAX} characters")
-    if not _SUBDOMAIN.match(value):
+def check_dns_name(value: str, pattern: re.Pattern[str], longest: int, chars: str) -> str:
+    """``value`` when it matches ``pattern`` in at most ``longest`` characters;
+    ``chars`` names what it may hold, for the message."""
+    if len(value) > longest:
+        raise ValueError(f"{value[:20]!r}...: longer than {longest} characters")
+    if not pattern.match(value):
         raise ValueError(
-            f"{value!r} is not a valid name: lower case letters, digits, '-' and '.', "
-            "starting and ending with a letter or digit"
+            f"{value!r} is not a valid name: {chars}, starting and ending with a letter or digit"
         )
     return value
+
+
+def check_subdomain(value: str) -> str:
+    """A DNS-1123 subdomain, as Kubernetes and Calico name resources."""
+    chars = "lower case letters, digits, '-' and '.'"
+    return check_dns_name(value, _SUBDOMAIN, SUBDOMAIN_MAX, chars)
 
 
 def _name(value: object) -> object:

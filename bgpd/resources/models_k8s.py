@@ -75,6 +75,7 @@ from .models_base import (
     Problems,
     Resource,
     _qualified_name_problem,
+    check_dns_name,
     problem,
     type_name,
 )
@@ -99,14 +100,7 @@ _PORT_NAME_LETTER = re.compile(r"[a-z]")
 
 def check_dns_label(value: str) -> str:
     """IsDNS1123Label: a namespace's name, a container's name."""
-    if len(value) > LABEL_MAX:
-        raise ValueError(f"{value[:20]!r}...: longer than {LABEL_MAX} characters")
-    if not _DNS_LABEL.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid name: lower case letters, digits and '-', "
-            "starting and ending with a letter or digit"
-        )
-    return value
+    return check_dns_name(value, _DNS_LABEL, LABEL_MAX, "lower case letters, digits and '-'")
 
 
 def _dns_label(value: object) -> object:
