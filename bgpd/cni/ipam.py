@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import os
 
-from ..datastore import codec
-from ..datastore.base import Unavailable
-from ..datastore.directory import DirectoryStore
+from ..datastore import codec, select
+from ..datastore.base import DatastoreError, Unavailable
 from ..ipam.allocator import NODES, ExhaustedError, Ipam, PoolError
 from . import spec
 from .endpoints import handle_of
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from ..datastore.base import Datastore
     from .spec import Env
 
 OURS = ("bgpd-ipam", "calico-ipam")
@@ -59,15 +59,16 @@ class Context:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.state_dir = spec.state_dir(config)
-        datastore = config.get("datastore", "directory")
-        if datastore != "directory":
-            raise CniError(
-                INVALID_CONFIG, f"datastore: {datastore!r} is not supported (directory)"
-            )
         try:
-            self.store = DirectoryStore(f"{self.state_dir}/store")
+            chosen = select.from_cni(config)
+        except DatastoreError as exc:
+            raise CniError(INVALID_CONFIG, str(exc)) from None
+        try:
+            self.store: Datastore = chosen.open(self.state_dir)
         except Unavailable as exc:
             raise CniError(TRY_AGAIN_LATER, f"datastore: {exc}") from None
+        except DatastoreError as exc:
+            raise CniError(INVALID_CONFIG, f"datastore: {exc}") from None
         self.node = spec.node_name(config, self.state_dir)
         self.ipam = Ipam(self.store, self.node, f"{self.state_dir}/locks/ipam-{self.node}.lock")
 

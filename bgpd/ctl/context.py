@@ -15,9 +15,10 @@ import os
 from typing import TYPE_CHECKING
 
 from ..datastore import local
+from ..datastore.select import StoreConfig
 
 if TYPE_CHECKING:
-    from ..datastore.directory import DirectoryStore
+    from ..datastore.base import Datastore
 
 
 
@@ -38,10 +39,11 @@ def default_node_name(state_dir: str) -> str:
 class Context:
     """One invocation's settings and the datastore they lead to."""
 
-    def __init__(self, state_dir: str, node: str) -> None:
+    def __init__(self, state_dir: str, node: str, datastore: StoreConfig | None = None) -> None:
         self.state_dir = state_dir
         self.node = node
-        self._store: DirectoryStore | None = None
+        self.datastore = datastore or StoreConfig()
+        self._store: Datastore | None = None
 
     @property
     def store_dir(self) -> str:
@@ -52,15 +54,14 @@ class Context:
         return f"{self.state_dir}/locks/ipam-{self.node}.lock"
 
     @property
-    def store(self) -> DirectoryStore:
+    def store(self) -> Datastore:
         if self._store is None:
-            from ..datastore.directory import DirectoryStore  # noqa: PLC0415
-
-            if not os.path.isdir(self.store_dir):
+            if self.datastore.kind == "directory" and not os.path.isdir(self.store_dir):
                 raise CtlError(
-                    f"no datastore at {self.store_dir} (set --state-dir or BGPD_STATE_DIR)"
+                    f"no datastore at {self.store_dir} (set --state-dir or BGPD_STATE_DIR, "
+                    "or --datastore etcd)"
                 )
-            self._store = DirectoryStore(self.store_dir, create=False)
+            self._store = self.datastore.open(self.state_dir, create=False)
         return self._store
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from ..datastore import select
 from ..datastore.base import DatastoreError
 from . import ipam, node, policy, resources
 from .context import Context, CtlError, default_node_name, default_state_dir
@@ -52,6 +53,7 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         help="this node's name (default: $NODENAME, else <state-dir>/nodename, else the "
         "hostname)",
     )  # fmt: skip
+    select.add_arguments(parser, default)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
     state_dir = args.state_dir or default_state_dir()
-    ctx = Context(state_dir, args.node_name or default_node_name(state_dir))
+    try:
+        chosen = select.from_args(args)
+    except DatastoreError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    ctx = Context(state_dir, args.node_name or default_node_name(state_dir), chosen)
     try:
         status: int = args.run(args, ctx)
         return status

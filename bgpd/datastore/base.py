@@ -23,6 +23,7 @@ TYPE_CHECKING = False  # not from typing: its import costs the CNI plugin ~4 ms
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from contextlib import AbstractAsyncContextManager
     from typing import Any, Protocol
 
 _SEGMENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@-")
@@ -98,7 +99,7 @@ class Change:
 if TYPE_CHECKING:
 
     class Datastore(Protocol):
-        """What every backend provides (the directory one now, etcd next)."""
+        """What every backend provides (``directory.py``, ``etcd.py``)."""
 
         def get(self, key: str) -> Record | None: ...
 
@@ -128,3 +129,14 @@ if TYPE_CHECKING:
 
         def watch(self, prefix: str, since: int) -> AsyncIterator[builtins.list[Change]]:
             """Batches of changes under ``prefix`` after revision ``since``."""
+
+        def hold(
+            self, key: str, value: dict[str, Any], ttl: int = 30
+        ) -> AbstractAsyncContextManager[object]:
+            """``async with store.hold(key, value)``: a record that lives as long as
+            its writer (etcd: on a lease of ``ttl`` seconds, kept alive)."""
+
+        def sweep(self) -> builtins.list[str]:
+            """Clear what dead writers left behind (the directory's temporaries)."""
+
+        def close(self) -> None: ...

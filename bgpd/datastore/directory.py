@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .base import Change
+    from .watch import DirectoryHold
 
 LOG = ".changes"
 LOG_LIMIT = 4 * 1024 * 1024
@@ -288,6 +289,14 @@ class DirectoryStore:
         from .watch import watch_directory  # noqa: PLC0415
 
         return watch_directory(self, check_key(prefix, prefix=True), since)
+
+    def hold(self, key: str, value: dict[str, Any], ttl: int = 30) -> DirectoryHold:
+        """The record for as long as the ``async with`` block runs.  There are no
+        leases on one machine: the record names its writer's ``pid``, so a reader can
+        tell one left by a writer that was killed (``local.pid_alive``)."""
+        from .watch import DirectoryHold  # noqa: PLC0415
+
+        return DirectoryHold(self, check_key(key), value)
 
 
 def _fsync_dir(folder: str) -> None:

@@ -13,6 +13,7 @@ folder for the log being written or replaced; no polling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -20,11 +21,13 @@ import os
 import struct
 from typing import TYPE_CHECKING
 
-from .base import Change
+from .base import Change, Conflict
 from .directory import LOG
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from types import TracebackType
+    from typing import Any
 
     from .directory import DirectoryStore
 
@@ -134,3 +137,25 @@ async def watch_directory(
     finally:
         loop.remove_reader(fd)
         os.close(fd)
+
+
+class DirectoryHold:
+    """``DirectoryStore.hold``: writes the record (with the writer's ``pid``) on
+    entry and deletes it on exit."""
+
+    def __init__(self, store: DirectoryStore, key: str, value: dict[str, Any]) -> None:
+        self.store = store
+        self.key = key
+        self.value = {**value, "pid": os.getpid()}
+        self.revision = 0
+
+    async def __aenter__(self) -> DirectoryHold:
+        self.revision = self.store.put(self.key, self.value, durable=False)
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with contextlib.suppress(Conflict):
+            self.store.delete(self.key, expect=self.revision, durable=False)

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..datastore.base import Conflict
-from ..datastore.directory import DirectoryStore
 from ..datastore.local import api_socket_path
+from ..datastore.select import StoreConfig
 from ..ipam.allocator import AFFINITIES, BLOCKS, Ipam, IpamError, announcements, borrowed_by_block
 from ..kernel.interfaces import InterfaceAddress, interface_addresses
 from ..messages import IPV4_UNICAST, IPV6_UNICAST, prefix_to_text
@@ -70,10 +70,11 @@ class AgentOptions:
     router_id: str | None = None  # CALICO_ROUTER_ID
     cluster_id: str | None = None  # `bgpd reflector --cluster-id`
     secrets_dir: str | None = None
+    #: The datastore (``--datastore`` and friends); None: the state directory's.
+    datastore: StoreConfig | None = None
 
-    @property
-    def store_dir(self) -> str:
-        return os.path.join(self.state_dir, "store")
+    def open_store(self) -> Datastore:
+        return (self.datastore or StoreConfig()).open(self.state_dir)
 
     @property
     def api_socket(self) -> str:
@@ -89,7 +90,7 @@ class PeerTrack:
 class NodeAgent:
     def __init__(self, options: AgentOptions, store: Datastore | None = None) -> None:
         self.options = options
-        self.store: Datastore = store or DirectoryStore(options.store_dir)
+        self.store: Datastore = store or options.open_store()
         self.started = time.time()
         self.synced = False
         self.plan: Plan | None = None

@@ -23,8 +23,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from ..datastore.base import Conflict
-from ..datastore.directory import DirectoryStore
+from ..datastore import select
+from ..datastore.base import Conflict, DatastoreError
 from ..datastore.local import node_name, state_dir
 from ..runtime import tune_gc
 from .agent import AgentOptions, NodeAgent
@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--secrets-dir", default=None, help="default <state-dir>/secrets")
         p.add_argument("--log-format", choices=("plain", "json"),
                        default=env.get("BGPD_LOG_FORMAT", "plain"))  # fmt: skip
+        select.add_arguments(p)
         if role == "reflector":
             p.add_argument("--cluster-id", default=None,
                            help="set routeReflectorClusterID on this node's resource")  # fmt: skip
@@ -127,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
 async def run(options: AgentOptions) -> int:
     tune_gc()
     if options.role == "node":
-        default_pool(DirectoryStore(options.store_dir), dict(os.environ))
+        store = options.open_store()
+        default_pool(store, dict(os.environ))
+        store.close()
     agent = NodeAgent(options)
     await agent.start()
     stop = asyncio.Event()
@@ -146,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.log_format)
     state = args.state_dir or state_dir()
     node = args.node_name or node_name(state)
+    try:
+        datastore = select.from_args(args)
+    except DatastoreError as exc:
+        log.error("bgpd %s: %s", args.role, exc)
+        return 2
     options = AgentOptions(
         state_dir=state,
         node=node,
@@ -160,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         router_id=args.router_id,
         cluster_id=getattr(args, "cluster_id", None),
         secrets_dir=args.secrets_dir,
+        datastore=datastore,
     )
     try:
         with contextlib.suppress(KeyboardInterrupt):

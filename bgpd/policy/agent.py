@@ -44,6 +44,7 @@ from .render import DEFAULT_MARK, INTERFACE_PREFIX, TABLE, Renderer
 
 if TYPE_CHECKING:
     from ..datastore.base import Change, Datastore, Record
+    from ..datastore.select import StoreConfig
 
 log = logging.getLogger("bgpd.policy")
 
@@ -64,10 +65,8 @@ class PolicyOptions:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     cleanup: bool = False
-
-    @property
-    def store_dir(self) -> str:
-        return os.path.join(self.state_dir, "store")
+    #: The datastore (``--datastore`` and friends); None: the state directory's.
+    datastore: StoreConfig | None = None
 
     @property
     def status_path(self) -> str:

@@ -21,8 +21,10 @@ import os
 import signal
 import sys
 
-from ..datastore.directory import DirectoryStore
+from ..datastore import select
+from ..datastore.base import DatastoreError
 from ..datastore.local import node_name, state_dir
+from ..datastore.select import StoreConfig
 from ..runtime import tune_gc
 from . import nft
 from .agent import PolicyAgent, PolicyOptions
@@ -53,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cleanup", action="store_true", help="remove the table on exit")
     p.add_argument("--log-format", choices=("plain", "json"),
                    default=env.get("BGPD_LOG_FORMAT", "plain"))  # fmt: skip
+    select.add_arguments(p)
     return p
 
 
@@ -64,7 +67,7 @@ async def run(options: PolicyOptions) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before the status file says we run
         loop.add_signal_handler(sig, stop.set)
-    store = DirectoryStore(options.store_dir)
+    store = (options.datastore or StoreConfig()).open(options.state_dir)
     agent = PolicyAgent(options, store)
     api = ApiServer(
         app=build_policy_app(agent),
@@ -95,10 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         log.error("nft is not installed (Debian package nftables)")
         return 1
     state = args.state_dir or state_dir()
+    try:
+        datastore = select.from_args(args)
+    except DatastoreError as exc:
+        log.error("bgpd policy: %s", exc)
+        return 2
     options = PolicyOptions(
         state_dir=state, node=args.node_name or node_name(state), table=args.table,
         mark=args.mark, prefix=args.interface_prefix, metrics_host=args.metrics_host,
-        metrics_port=args.metrics_port, cleanup=args.cleanup,
+        metrics_port=args.metrics_port, cleanup=args.cleanup, datastore=datastore,
     )  # fmt: skip
     return asyncio.run(run(options))
 

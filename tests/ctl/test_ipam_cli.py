@@ -697,7 +697,7 @@ def test_missing_datastore_is_an_error(capsys: pytest.CaptureFixture[str], tmp_p
     assert (code, out) == (1, "")
     assert (
         err == f"bgpctl: no datastore at {tmp_path}/nowhere/store (set --state-dir or "
-        "BGPD_STATE_DIR)\n"
+        "BGPD_STATE_DIR, or --datastore etcd)\n"
     )
     assert not (tmp_path / "nowhere").exists()
 
