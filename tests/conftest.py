@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from bgpd.lab.etcd import EtcdCluster
 
 settings.register_profile(
     "default", deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow]
@@ -33,3 +36,29 @@ def require_root() -> None:
         if IN_CI:
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+def require_etcd() -> None:
+    require_programs("etcd", package="etcd-server")
+
+
+@pytest.fixture
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    """A one-member etcd on free loopback ports, stopped (by PID) afterwards."""
+    require_etcd()
+    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"), members=1)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def etcd3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    """A three-member etcd cluster on loopback, stopped afterwards."""
+    require_etcd()
+    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd3"), members=3)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()
