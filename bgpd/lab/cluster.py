@@ -40,17 +40,25 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..cni.install import install
 from ..datastore.directory import DirectoryStore
+from ..datastore.select import StoreConfig
 from ..ipam.allocator import announcements
 from ..resources.store import key_of
 from . import resources
 from .agent import Agent, python_module
+from .etcd import EtcdCluster
 from .topology import ENCAPS, LabError, NodeNet, Topology, ip, leftovers, sh, wait_for
 
+if TYPE_CHECKING:
+    from ..datastore.base import Datastore
+
 MODES = ("mesh", "reflector")
+DATASTORES = ("directory", "etcd")
+#: The lab's etcd listens on the fabric's bridge address, which every node reaches.
+ETCD_ADDRESS = "198.18.1.254"
 NETWORK = "k8s-pod-network"
 START_TIMEOUT = 90.0
 CONVERGE_TIMEOUT = 60.0
@@ -129,6 +137,9 @@ class Lab:
     pods_per_node: int = 2
     agent_args: tuple[str, ...] = ()
     policy: bool = False  # also run a NetworkPolicy agent (bgpd policy) per node
+    #: "directory" (the state directory's), or "etcd": a real etcd member in the
+    #: fabric namespace, which every node reaches at ``ETCD_ADDRESS``.
+    datastore: str = "directory"
     start_timeout: float = START_TIMEOUT
     log: Any = None  # a callable taking one line of progress text, or None
     topology: Topology = field(init=False)
@@ -138,6 +149,7 @@ class Lab:
     floods: list[Flood] = field(init=False, default_factory=list)
     failed: bool = field(init=False, default=False)
     apply_path: str = field(init=False, default="")
+    etcd: EtcdCluster | None = field(init=False, default=None)
     _own_state: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
@@ -147,6 +159,8 @@ class Lab:
             raise LabError(f"encap {self.encap!r}: one of {', '.join(ENCAPS)}")
         if self.mode == "reflector" and self.nodes < 2:
             raise LabError("reflector mode needs at least 2 nodes")
+        if self.datastore not in DATASTORES:
+            raise LabError(f"datastore {self.datastore!r}: one of {', '.join(DATASTORES)}")
         self.topology = Topology(self.nodes, self.encap)
         if self.state_dir is None:
             self.state_dir = tempfile.mkdtemp(prefix="bgpd-lab-")
@@ -197,20 +211,27 @@ class Lab:
         install(str(self.cni_bin))
         self._say(f"network: {self.nodes} node namespaces ({self.prefix}-node*), {self.encap}")
         nets = self.topology.build()
+        if self.datastore == "etcd":
+            self._say(f"etcd in {self.topology.fabric} at {ETCD_ADDRESS}")
+            self.etcd = EtcdCluster(
+                self.state / "etcd", host=ETCD_ADDRESS, netns=self.topology.fabric
+            ).start()
         self.apply(resources.to_yaml(resources.ippool(self.encap)))
         if self.mode == "reflector":
             self.apply(resources.reflector_manifests(nets[0].cidr, nets[0].name))
         else:
             self.apply(resources.to_yaml(resources.bgp_configuration(mesh=True)))
         for net in nets:
-            self.agents[net.name] = Agent(net, self.state, self.agent_args)
+            self.agents[net.name] = Agent(net, self.state, (*self.datastore_args, *self.agent_args))
         self._say(f"starting {self.nodes} node agents (logs in {self.state / 'logs'})")
         for agent in self.agents.values():
             agent.start()
         if self.policy:
             self._say("starting a NetworkPolicy agent per node (table inet bgpd-policy)")
             for net in nets:
-                self.policy_agents[net.name] = Agent(net, self.state, role="policy")
+                self.policy_agents[net.name] = Agent(
+                    net, self.state, self.datastore_args, role="policy"
+                )
                 self.policy_agents[net.name].start()
         self.wait_established(timeout=self.start_timeout)
         if self.pods_per_node:
@@ -246,6 +267,11 @@ class Lab:
                 agent.stop()
             except Exception as exc:
                 errors.append(f"stop {agent.name}: {exc}")
+        if self.etcd is not None:
+            try:
+                self.etcd.close()
+            except Exception as exc:
+                errors.append(f"stop etcd: {exc}")
         errors += self.topology.teardown()
         if self._own_state and not self.failed and not errors:
             shutil.rmtree(self.state, ignore_errors=True)
@@ -256,6 +282,8 @@ class Lab:
         """Namespaces of this lab and agent PIDs still there (both empty after close)."""
         every = [*self.agents.values(), *self.policy_agents.values()]
         pids = [pid for agent in every for pid in agent.past_pids]
+        if self.etcd is not None:
+            pids += self.etcd.past_pids
         alive = []
         for pid in pids:
             try:
@@ -267,11 +295,33 @@ class Lab:
 
     # -- resources -----------------------------------------------------------------
 
+    @property
+    def datastore_config(self) -> StoreConfig:
+        if self.etcd is None:
+            return StoreConfig()
+        return StoreConfig({"datastore": "etcd", "endpoints": self.etcd.endpoints_text})
+
+    @property
+    def datastore_args(self) -> tuple[str, ...]:
+        """What selects the lab's datastore on a command line (empty: the default)."""
+        if self.etcd is None:
+            return ()
+        return ("--datastore", "etcd", "--etcd-endpoints", self.etcd.endpoints_text)
+
+    @property
+    def ctl_netns(self) -> str | None:
+        """Where ``bgpctl`` must run to reach the datastore (etcd: the fabric)."""
+        return None if self.etcd is None else self.topology.fabric
+
     def apply(self, text: str) -> None:
         """Apply Calico resources (YAML, one or more documents)."""
-        self.apply_path = resources.apply(str(self.state), text)
+        self.apply_path = resources.apply(
+            str(self.state), text, datastore=self.datastore_args, netns=self.ctl_netns
+        )
 
-    def store(self) -> DirectoryStore:
+    def store(self) -> Datastore:
+        if self.etcd is not None:
+            return self.etcd.store()
         return DirectoryStore(str(self.state / "store"))
 
     def resource(self, kind: str, name: str) -> dict[str, Any] | None:
@@ -292,7 +342,9 @@ class Lab:
             store.close()
 
     def bgpctl(self, *args: str, node: str | None = None) -> subprocess.CompletedProcess[str]:
-        return resources.bgpctl(str(self.state), *args, node=node)
+        return resources.bgpctl(
+            str(self.state), *args, node=node, datastore=self.datastore_args, netns=self.ctl_netns
+        )
 
     # -- agents --------------------------------------------------------------------
 
@@ -419,6 +471,7 @@ class Lab:
             "cniVersion": "1.0.0", "name": NETWORK, "type": "bgpd-cni", "nodename": node,
             "state_dir": str(self.state), "mtu": 0,
             "ipam": {"type": "bgpd-ipam", "assign_ipv4": "true", "assign_ipv6": "false"},
+            **self.datastore_config.cni(),
         }  # fmt: skip
 
     def cni(self, command: str, pod: Pod) -> subprocess.CompletedProcess[str]:

@@ -19,6 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from ..cni.netlink import enter_netns, netns_path
 from ..datastore.base import DatastoreError
 from ..datastore.etcd import EtcdSettings, EtcdStore
 
@@ -44,7 +45,11 @@ def free_ports(count: int) -> list[int]:
 
 
 class EtcdMember:
-    def __init__(self, name: str, data_dir: Path, client_port: int, peer_port: int) -> None:
+    def __init__(
+        self, name: str, data_dir: Path, client_port: int, peer_port: int,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.host = host
         self.name = name
         self.data_dir = data_dir
         self.client_port = client_port
@@ -53,11 +58,11 @@ class EtcdMember:
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"http://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"http://{self.host}:{self.peer_port}"
 
     @property
     def running(self) -> bool:
@@ -67,14 +72,21 @@ class EtcdMember:
 class EtcdCluster:
     """``members`` etcd processes forming one cluster (see the module)."""
 
-    def __init__(self, base: str | Path, members: int = 1, snapshot_count: int = 0) -> None:
+    def __init__(
+        self, base: str | Path, members: int = 1, snapshot_count: int = 0,
+        host: str = "127.0.0.1", netns: str | None = None,
+    ) -> None:
         self.base = Path(base)
-        ports = free_ports(2 * members)
+        # A namespace of our own has every port free; loopback here is shared.
+        ports = [2379 + i for i in range(2 * members)] if netns else free_ports(2 * members)
+        self.host = host
+        self.netns = netns
         self.members = [
-            EtcdMember(f"m{i}", self.base / f"m{i}", ports[2 * i], ports[2 * i + 1])
+            EtcdMember(f"m{i}", self.base / f"m{i}", ports[2 * i], ports[2 * i + 1], host)
             for i in range(members)
         ]
         self.token = f"bgpd-lab-{os.getpid()}-{ports[0]}"
+        self.past_pids: list[int] = []  # every process started, for leak checks
         self.snapshot_count = snapshot_count
 
     @property
@@ -87,7 +99,8 @@ class EtcdCluster:
 
     def _command(self, member: EtcdMember) -> list[str]:
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
-        command = [
+        inside = ["ip", "netns", "exec", self.netns] if self.netns else []
+        command = [*inside,
             ETCD, "--name", member.name, "--data-dir", str(member.data_dir),
             "--listen-client-urls", member.client_url,
             "--advertise-client-urls", member.client_url,
@@ -112,6 +125,7 @@ class EtcdCluster:
                 self._command(member), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip
+        self.past_pids.append(member.process.pid)
 
     def stop_member(self, index: int, kill: bool = False) -> None:
         member = self.members[index]
@@ -134,7 +148,10 @@ class EtcdCluster:
         return self
 
     def store(self, prefix: str = "/bgpd/", **kwargs: object) -> EtcdStore:
-        return EtcdStore(EtcdSettings(self.endpoints, prefix, **kwargs))  # type: ignore[arg-type]
+        settings = EtcdSettings(self.endpoints, prefix, **kwargs)  # type: ignore[arg-type]
+        if self.netns:
+            return NetnsEtcdStore(settings, self.netns)
+        return EtcdStore(settings)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Until a linearizable read succeeds (a leader and a quorum), or raise."""
@@ -171,3 +188,17 @@ class EtcdCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class NetnsEtcdStore(EtcdStore):
+    """An EtcdStore whose connections are made inside network namespace ``netns``
+    (the lab's etcd lives in its fabric namespace): a socket stays in the namespace
+    it was created in, so only the connect runs there.  Synchronous calls only."""
+
+    def __init__(self, settings: EtcdSettings, netns: str) -> None:
+        super().__init__(settings)
+        self.netns = netns
+
+    def _connect(self, index: int) -> socket.socket:
+        with enter_netns(netns_path(self.netns)):
+            return super()._connect(index)

@@ -18,6 +18,7 @@ import functools
 import os
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -87,24 +88,33 @@ def bgpctl_can_apply() -> bool:
     return res.returncode == 0
 
 
-def bgpctl(state_dir: str, *args: str, node: str | None = None) -> subprocess.CompletedProcess[str]:
-    """``bgpctl --state-dir DIR [--node-name NODE] ARGS`` (never raises on failure)."""
+def bgpctl(
+    state_dir: str, *args: str, node: str | None = None, datastore: Sequence[str] = (),
+    netns: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``bgpctl --state-dir DIR [--node-name NODE] [DATASTORE OPTIONS] ARGS``, in
+    network namespace ``netns`` if given (never raises on failure)."""
     names = ["--node-name", node] if node else []
+    inside = ["ip", "netns", "exec", netns] if netns else []
     return subprocess.run(
-        python_module("bgpd.ctl.main", "--state-dir", state_dir, *names, *args),
+        [*inside, *python_module("bgpd.ctl.main", "--state-dir", state_dir, *names, *datastore,
+                                 *args)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
 
 
-def apply(state_dir: str, text: str) -> str:
-    """Apply the resources in ``text``; returns how ("bgpctl" or "bgpd.resources")."""
+def apply(
+    state_dir: str, text: str, datastore: Sequence[str] = (), netns: str | None = None
+) -> str:
+    """Apply the resources in ``text``; returns how ("bgpctl" or "bgpd.resources").
+    ``datastore``, ``netns``: as for ``bgpctl``."""
     DirectoryStore(os.path.join(state_dir, "store")).close()  # made if missing
-    if bgpctl_can_apply():
+    if datastore or bgpctl_can_apply():
         fd, path = tempfile.mkstemp(prefix="apply-", suffix=".yaml", dir=state_dir)
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(text)
-            res = bgpctl(state_dir, "apply", "-f", path)
+            res = bgpctl(state_dir, "apply", "-f", path, datastore=datastore, netns=netns)
         finally:
             os.unlink(path)
         if res.returncode != 0:
@@ -114,12 +124,12 @@ def apply(state_dir: str, text: str) -> str:
         loaded = [r for doc in yaml.safe_load_all(text) if doc for r in models.load_resources(doc)]
     except (yaml.YAMLError, models.ResourceError) as exc:
         raise LabError(f"apply: {exc}") from None
-    datastore = DirectoryStore(os.path.join(state_dir, "store"))
+    directory = DirectoryStore(os.path.join(state_dir, "store"))
     try:
         for resource in loaded:
-            store.apply(datastore, resource)
+            store.apply(directory, resource)
     except store.StoreError as exc:
         raise LabError(f"apply: {exc}") from None
     finally:
-        datastore.close()
+        directory.close()
     return "bgpd.resources"

@@ -28,8 +28,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..datastore.base import Conflict
+from ..datastore.base import Conflict, DatastoreError
 from ..datastore.local import api_socket_path
+from ..datastore.presence import hold_presence
 from ..datastore.select import StoreConfig
 from ..ipam.allocator import AFFINITIES, BLOCKS, Ipam, IpamError, announcements, borrowed_by_block
 from ..kernel.interfaces import InterfaceAddress, interface_addresses
@@ -109,6 +110,7 @@ class NodeAgent:
         self._restarting: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._api: Any = None
+        self._presence = contextlib.AsyncExitStack()
         self.stopped = asyncio.Event()
 
     # ------------------------------------------------------------ life cycle
@@ -124,8 +126,13 @@ class NodeAgent:
         self.synced = True
         self._watch = asyncio.get_running_loop().create_task(self._follow(since))
         await self._start_api()
+        await self._presence.enter_async_context(
+            hold_presence(self.store, self.options.node, self.options.role)
+        )
 
     async def close(self) -> None:
+        with contextlib.suppress(DatastoreError):
+            await self._presence.aclose()
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):

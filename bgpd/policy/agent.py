@@ -38,6 +38,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..datastore.base import DatastoreError
+from ..datastore.presence import hold_presence
 from . import nft
 from .model import PodKey, namespace_labels, pod_from, policy_from
 from .render import DEFAULT_MARK, INTERFACE_PREFIX, TABLE, Renderer
@@ -120,6 +122,7 @@ class PolicyAgent:
         self._endpoints: dict[str, _Endpoint] = {}
         self._pod_endpoints: dict[PodKey, set[str]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._presence = contextlib.AsyncExitStack()
         self.started = time.time()
 
     # -- life ----------------------------------------------------------------
@@ -129,8 +132,13 @@ class PolicyAgent:
         self._load_all()
         self._apply(full=True)
         self._task = asyncio.get_running_loop().create_task(self._follow(self.revision))
+        await self._presence.enter_async_context(
+            hold_presence(self.store, self.options.node, "policy")
+        )
 
     async def close(self) -> None:
+        with contextlib.suppress(DatastoreError):
+            await self._presence.aclose()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

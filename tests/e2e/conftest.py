@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from bgpd.lab import Lab
-from tests.conftest import require_programs, require_root
+from tests.conftest import require_etcd, require_programs, require_root
+
+#: Every end-to-end lab runs on each datastore: the state directory's, and etcd
+#: (a real member in the lab's fabric namespace, issue 9).
+DATASTORES = ("directory", "etcd")
 
 
 def require_lab() -> None:
@@ -26,6 +30,8 @@ def require_lab() -> None:
 @contextlib.contextmanager
 def running_lab(state: Path, **kwargs: Any) -> Iterator[Lab]:
     require_lab()
+    if kwargs.get("datastore") == "etcd":
+        require_etcd()
     lab = Lab(state_dir=state, **kwargs)
     with lab:
         yield lab

@@ -10,10 +10,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from bgpd.lab import Lab
 from tests.conftest import require_programs
 
-from .conftest import running_lab
+from .conftest import DATASTORES, running_lab
 
 DENY_INGRESS = """
 apiVersion: networking.k8s.io/v1
@@ -55,9 +57,12 @@ def enforced(lab: Lab, timeout: float = 20) -> None:
     assert not pending, f"policy agents of {sorted(pending)} did not catch up"
 
 
-def test_policy_across_nodes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("datastore", DATASTORES)
+def test_policy_across_nodes(tmp_path: Path, datastore: str) -> None:
     require_programs("nft", package="nftables")
-    with running_lab(tmp_path / "state", nodes=2, pods_per_node=2, policy=True) as lab:
+    with running_lab(
+        tmp_path / "state", nodes=2, pods_per_node=2, policy=True, datastore=datastore
+    ) as lab:
         enforced(lab)
         a1, b1 = [p for p in lab.pods if p.node == "node1"]
         a2, b2 = [p for p in lab.pods if p.node == "node2"]

@@ -22,13 +22,18 @@ import pytest
 from bgpd.lab import Lab
 from bgpd.lab.topology import ip
 
-from .conftest import diagnose, running_lab
+from .conftest import DATASTORES, diagnose, running_lab
 
 
-@pytest.fixture(scope="module", params=["direct", "vxlan", "crosssubnet"])
+@pytest.fixture(
+    scope="module",
+    params=[(e, d) for d in DATASTORES for e in ("direct", "vxlan", "crosssubnet")],
+    ids="-".join,
+)
 def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    state: Path = tmp_path_factory.mktemp(f"lab-{request.param}")
-    with running_lab(state, nodes=3, mode="mesh", encap=request.param) as lab:
+    encap, datastore = request.param
+    state: Path = tmp_path_factory.mktemp(f"lab-{encap}-{datastore}")
+    with running_lab(state, nodes=3, mode="mesh", encap=encap, datastore=datastore) as lab:
         yield lab
 
 

@@ -19,13 +19,13 @@ import pytest
 from bgpd.lab import Lab
 from bgpd.lab.resources import reflector_manifests
 
-from .conftest import diagnose, running_lab
+from .conftest import DATASTORES, diagnose, running_lab
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    state: Path = tmp_path_factory.mktemp("lab-reflector")
-    with running_lab(state, nodes=3, mode="mesh", encap="direct") as lab:
+@pytest.fixture(scope="module", params=DATASTORES)
+def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    state: Path = tmp_path_factory.mktemp(f"lab-reflector-{request.param}")
+    with running_lab(state, nodes=3, mode="mesh", encap="direct", datastore=request.param) as lab:
         yield lab
 
 
@@ -100,8 +100,11 @@ def test_the_reflector_crashing_loses_no_packet_between_clients(lab: Lab) -> Non
     assert result["lost"] == [] and result["received"] == result["sent"], (result, diagnose(lab))
 
 
-def test_a_lab_started_in_reflector_mode(tmp_path: Path) -> None:
-    with running_lab(tmp_path, nodes=3, mode="reflector", encap="direct", pods_per_node=1) as lab:
+@pytest.mark.parametrize("datastore", DATASTORES)
+def test_a_lab_started_in_reflector_mode(tmp_path: Path, datastore: str) -> None:
+    with running_lab(
+        tmp_path, nodes=3, mode="reflector", encap="direct", pods_per_node=1, datastore=datastore
+    ) as lab:
         check_reflector_topology(lab)
         a, b = lab.pods_on("node2")[0], lab.pods_on("node3")[0]
         assert lab.ping(a, b.ip, count=2) == 0.0

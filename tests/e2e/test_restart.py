@@ -18,17 +18,22 @@ import ipaddress
 import signal
 from pathlib import Path
 
+import pytest
+
 from bgpd.ipam.allocator import Ipam
 from bgpd.lab import Lab
 from bgpd.lab.resources import ippool, to_yaml
 
-from .conftest import diagnose, running_lab
+from .conftest import DATASTORES, diagnose, running_lab
 
 FLOWING = 200  # replies each flood must have had before and after every step
 
 
-def test_sigkill_during_ping_floods_loses_nothing_and_reconverges(tmp_path: Path) -> None:
-    with running_lab(tmp_path, nodes=3, mode="mesh", encap="direct") as lab:
+@pytest.mark.parametrize("datastore", DATASTORES)
+def test_sigkill_during_ping_floods_loses_nothing_and_reconverges(
+    tmp_path: Path, datastore: str
+) -> None:
+    with running_lab(tmp_path, nodes=3, mode="mesh", encap="direct", datastore=datastore) as lab:
         run(lab)
 
 

@@ -1,0 +1,93 @@
+"""etcd stopped for 30 s under a running cluster, then started again (issue 9).
+
+While it is down: every BGP session stays Established, every node keeps every
+route, traffic between pods on different nodes loses nothing, the node agents'
+status API answers, and a CNI ADD fails with the retryable CNI error (code 11)
+leaving no interface behind.  Afterwards, with no process restarted: the ADD
+works, a block claimed after the outage reaches every other node's kernel, and
+the agents' presence records are there."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from pathlib import Path
+
+from bgpd.ipam.allocator import Ipam
+from bgpd.lab import Lab, Pod
+from bgpd.lab.resources import ippool, to_yaml
+from bgpd.lab.topology import ip, wait_for
+
+from .conftest import diagnose, running_lab
+
+OUTAGE = 30.0
+
+
+def cali_links(lab: Lab, node: str) -> list[str]:
+    out = ip(lab.net(node).ns, "-o", "link", "show")
+    return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines()
+                  if ": cali" in line)  # fmt: skip
+
+
+def snapshot(lab: Lab) -> tuple[dict[str, dict[str, str] | None], dict[str, list[str]]]:
+    sessions = {n: lab.sessions(n) for n in lab.node_names}
+    routes = {n: sorted(lab.routes(n, "proto", "bird")) for n in lab.node_names}
+    return sessions, routes
+
+
+def test_etcd_down_30s_changes_nothing_and_everything_catches_up(tmp_path: Path) -> None:
+    with running_lab(tmp_path, nodes=3, datastore="etcd", pods_per_node=1) as lab:
+        assert lab.etcd is not None
+        flood = lab.flood(lab.pods_on("node1")[0], lab.pods_on("node2")[0].ip)
+        lab.wait_flowing(flood, 100)
+        sessions, routes = snapshot(lab)
+        assert all(s and set(s.values()) == {"Established"} for s in sessions.values()), sessions
+        links = cali_links(lab, "node3")
+
+        lab.etcd.stop_member(0)
+        down = time.monotonic()
+        failed = Pod("node3-pod8", "node3", lab.topology.pod_namespace(lab.net("node3"), 8),
+                     f"{lab.prefix}-node3-pod8")  # fmt: skip
+        res = lab.cni("ADD", failed)
+        assert res.returncode == 1, res
+        error = json.loads(res.stdout)
+        assert error["code"] == 11 and "etcd" in error["msg"], error
+        assert cali_links(lab, "node3") == links, "a failed ADD left an interface behind"
+        while time.monotonic() - down < OUTAGE:
+            assert snapshot(lab) == (sessions, routes), diagnose(lab)
+            time.sleep(2)
+        lab.wait_flowing(flood, 100)
+
+        lab.etcd.start_member(0)
+        lab.etcd.wait_ready()
+        # The same ADD, retried as a runtime retries it, now works.
+        res = lab.cni("ADD", failed)
+        assert res.returncode == 0, res
+        lab.pods.append(Pod(failed.name, failed.node, failed.ns, failed.container,
+                            json.loads(res.stdout)["ips"][0]["address"].split("/")[0]))  # fmt: skip
+        # A block claimed now, from a new pool, reaches the other nodes: the agents
+        # follow the datastore again without having been restarted.
+        lab.apply(to_yaml(ippool("direct", cidr="10.66.0.0/16", name="after-outage")))
+        store = lab.store()
+        try:
+            got = Ipam(store, "node3").auto_assign(
+                "after-outage", {}, num4=1, num6=0, pools4=["after-outage"]
+            )
+            address = got[0].address
+            block = str(ipaddress.ip_network(f"{address}/26", strict=False))
+            assert block in lab.blocks()["node3"]
+
+            def routed() -> bool:
+                return all(lab.route(n, block).startswith(f"{block} via ")
+                           for n in ("node1", "node2"))  # fmt: skip
+
+            wait_for(routed, 30, f"{block} (holding {address}) routed on node1 and node2")
+            agents = store.keys("status/agents/")
+            assert agents == [f"status/agents/{n}/node" for n in lab.node_names], agents
+        finally:
+            store.close()
+        assert lab.ping(lab.pods_on("node1")[0], lab.pods[-1].ip) == 0.0, diagnose(lab)
+        result = flood.stop()
+        assert result["lost"] == [] and result["received"] == result["sent"], result
+        assert [a.runs for a in lab.agents.values()] == [1, 1, 1], "an agent was restarted"
