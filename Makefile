@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_PACKAGES := bird2 gobgpd iproute2 iputils-ping containernetworking-plugins iptables nftables
+DEBIAN_PACKAGES := bird2 gobgpd iproute2 iputils-ping containernetworking-plugins iptables nftables etcd-server
 CORE := bgpd/messages bgpd/fsm bgpd/rib bgpd/kernel bgpd/speaker.py bgpd/standalone.py bgpd/standalone_config.py reflector \
 	bgpd/datastore bgpd/ipam bgpd/cni bgpd/resources bgpd/ctl bgpd/node bgpd/policy bgpd/lab bgpd/config_diff.py bgpd/cli.py
 BENCH ?=
@@ -35,11 +35,13 @@ debian-deps:
 	fi
 
 # A local cluster in network namespaces: NODES=3 MODE=mesh|reflector ENCAP=direct|vxlan|crosssubnet
+# DATASTORE=directory|etcd
 NODES ?= 3
 MODE ?= mesh
 ENCAP ?= direct
+DATASTORE ?= directory
 run: setup debian-deps
-	$(PY) -m bgpd.lab --nodes $(NODES) --mode $(MODE) --encap $(ENCAP)
+	$(PY) -m bgpd.lab --nodes $(NODES) --mode $(MODE) --encap $(ENCAP) --datastore $(DATASTORE)
 
 cni-install: setup
 	$(PY) -m bgpd.cni.install $(CNI_BIN_DIR)

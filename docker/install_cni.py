@@ -48,6 +48,12 @@ Settings (environment; Calico's names where Calico has the setting):
     KUBERNETES_NODE_NAME         NODENAME, else hostname  ``__KUBERNETES_NODE_NAME__``
     BGPD_STATE_DIR               /var/lib/bgpd            ``__STATE_DIR__`` (same path on the host)
     LOG_LEVEL                    info                     ``__LOG_LEVEL__``
+    BGPD_DATASTORE               directory                ``__DATASTORE_TYPE__`` (or DATASTORE_TYPE)
+    ETCD_ENDPOINTS               (none)                   ``__ETCD_ENDPOINTS__``
+    BGPD_ETCD_PREFIX             (none: /bgpd/)           ``__ETCD_PREFIX__``
+    ETCD_CA_CERT_FILE            (none)                   ``__ETCD_CA_CERT_FILE__`` (host path)
+    ETCD_CERT_FILE               (none)                   ``__ETCD_CERT_FILE__`` (host path)
+    ETCD_KEY_FILE                (none)                   ``__ETCD_KEY_FILE__`` (host path)
     SKIP_CNI_BINARIES            (none)                   comma-separated names not to install
     UPDATE_CNI_BINARIES          true                     false: keep a binary the host has
     SLEEP                        true                     stay running after the install
@@ -103,7 +109,12 @@ DEFAULT_TEMPLATE = """\
   "plugins": [
     {
       "type": "bgpd-cni",
-      "datastore": "directory",
+      "datastore_type": "__DATASTORE_TYPE__",
+      "etcd_endpoints": "__ETCD_ENDPOINTS__",
+      "etcd_prefix": "__ETCD_PREFIX__",
+      "etcd_ca_cert_file": "__ETCD_CA_CERT_FILE__",
+      "etcd_cert_file": "__ETCD_CERT_FILE__",
+      "etcd_key_file": "__ETCD_KEY_FILE__",
       "state_dir": "__STATE_DIR__",
       "nodename": "__KUBERNETES_NODE_NAME__",
       "mtu": __CNI_MTU__,
@@ -238,6 +249,16 @@ def _substitutions(environ: Mapping[str, str]) -> dict[str, str]:
         "__STATE_DIR__": environ.get("BGPD_STATE_DIR") or "/var/lib/bgpd",
         "__CNI_NET_DIR__": net_dir,
         "__LOG_LEVEL__": environ.get("LOG_LEVEL") or "info",
+        # The datastore, as the node agent selects it (bgpd/datastore/select.py);
+        # an empty value is as good as absent to the plugin.
+        "__DATASTORE_TYPE__": (
+            environ.get("BGPD_DATASTORE") or environ.get("DATASTORE_TYPE") or "directory"
+        ),
+        "__ETCD_ENDPOINTS__": environ.get("ETCD_ENDPOINTS") or "",
+        "__ETCD_PREFIX__": environ.get("BGPD_ETCD_PREFIX") or "",
+        "__ETCD_CA_CERT_FILE__": environ.get("ETCD_CA_CERT_FILE") or "",
+        "__ETCD_CERT_FILE__": environ.get("ETCD_CERT_FILE") or "",
+        "__ETCD_KEY_FILE__": environ.get("ETCD_KEY_FILE") or "",
     }
     out = {k: json.dumps(v)[1:-1] for k, v in strings.items()}
     out["__CNI_MTU__"] = str(int(mtu))

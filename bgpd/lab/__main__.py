@@ -2,6 +2,7 @@
 
     python -m bgpd.lab [--nodes 3] [--mode mesh|reflector]
                        [--encap direct|vxlan|crosssubnet] [--pods 2] [--state-dir DIR]
+                       [--datastore directory|etcd] [--no-policy]
 
 Needs root (network namespaces).  Prints each node's ``bgpctl node status``
 and a ping between pods on different nodes, then what to try, and waits.
@@ -18,7 +19,7 @@ import sys
 import time
 from types import FrameType
 
-from .cluster import MODES, Lab
+from .cluster import DATASTORES, MODES, Lab
 from .topology import ENCAPS, MAX_NODES, LabError, sweep_stale
 
 
@@ -50,6 +51,8 @@ def show(lab: Lab) -> None:
 
 def hints(lab: Lab) -> None:
     ctl = f"{_bgpctl()} --state-dir {lab.state}"
+    if lab.ctl_netns:
+        ctl = f"ip netns exec {lab.ctl_netns} {ctl} {' '.join(lab.datastore_args)}"
     n1 = lab.topology.node_nets[0]
     pods = lab.pods
     lines = [
@@ -87,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encap", choices=ENCAPS, default="direct")
     parser.add_argument("--pods", type=int, default=2, help="pods per node (default 2)")
     parser.add_argument("--state-dir", help="shared state directory (default: a new temporary one)")
+    parser.add_argument("--datastore", choices=DATASTORES, default="directory",
+                        help="directory (the state directory's, default) or etcd (a real "
+                        "etcd member in the lab's fabric namespace)")  # fmt: skip
     parser.add_argument("--no-policy", dest="policy", action="store_false",
                         help="no NetworkPolicy agent (bgpd policy) beside the node agents")
     args = parser.parse_args(argv)
@@ -95,9 +101,11 @@ def main(argv: list[str] | None = None) -> int:
               "(run it as root, or with sudo)", file=sys.stderr)  # fmt: skip
         return 1
     needed = ("ip", "ping", "nft") if args.policy else ("ip", "ping")
+    needed += ("etcd",) if args.datastore == "etcd" else ()
     missing = [p for p in needed if shutil.which(p) is None]
     if missing:
-        print(f"python -m bgpd.lab needs {', '.join(missing)} (iproute2, iputils-ping, nftables)",
+        print(f"python -m bgpd.lab needs {', '.join(missing)} (iproute2, iputils-ping, nftables, "
+              "etcd-server)",
               file=sys.stderr)  # fmt: skip
         return 1
     signal.signal(signal.SIGTERM, _interrupt)
@@ -106,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"removed {len(swept)} namespaces left by labs that died: {', '.join(swept)}")
     kind = "no encapsulation" if args.encap == "direct" else "VXLAN pool"
     print(f"bgpd lab: {args.nodes} nodes, {args.mode}, {args.encap} ({kind})", flush=True)
-    lab = Lab(args.nodes, args.mode, args.encap, args.state_dir, args.pods, policy=args.policy,
-              log=lambda text: print(f"  {text}", flush=True))  # fmt: skip
+    lab = Lab(
+        args.nodes, args.mode, args.encap, args.state_dir, args.pods, policy=args.policy,
+        datastore=args.datastore, log=lambda text: print(f"  {text}", flush=True),
+    )  # fmt: skip
     status = 0
     try:
         lab.start()

@@ -17,6 +17,7 @@ import pytest
 
 from bgpd.cni import install as cni_install
 from bgpd.cni import spec
+from bgpd.datastore import select
 from tests.conftest import require_programs
 from tests.docker.harness import (
     DOCKER,
@@ -81,11 +82,28 @@ def test_default_conflist_mirrors_calicos_with_placeholders_substituted(host: Ho
     assert conf["cniVersion"] == "1.0.0"
     main, portmap, bandwidth = conf["plugins"]
     assert main == {
-        "type": "bgpd-cni", "datastore": "directory", "state_dir": str(host.state),
-        "nodename": NODE, "mtu": 1440, "ipam": {"type": "bgpd-ipam"},
+        "type": "bgpd-cni", "datastore_type": "directory", "etcd_endpoints": "",
+        "etcd_prefix": "", "etcd_ca_cert_file": "", "etcd_cert_file": "", "etcd_key_file": "",
+        "state_dir": str(host.state), "nodename": NODE, "mtu": 1440,
+        "ipam": {"type": "bgpd-ipam"},
     }  # fmt: skip
     assert portmap == {"type": "portmap", "snat": True, "capabilities": {"portMappings": True}}
     assert bandwidth == {"type": "bandwidth", "capabilities": {"bandwidth": True}}
+
+
+def test_the_datastore_settings_reach_the_conflist(host: Host) -> None:
+    """The agent's etcd settings (Calico's names) reach the plugin, which selects
+    the same datastore from them (bgpd.datastore.select.from_cni)."""
+    conf = installed(host, DATASTORE_TYPE="etcdv3", ETCD_ENDPOINTS="https://10.0.0.1:2379",
+                     ETCD_CA_CERT_FILE="/etc/bgpd/tls/ca.pem", BGPD_ETCD_PREFIX="/k/")  # fmt: skip
+    main = conf["plugins"][0]
+    chosen = select.from_cni(main, env={})
+    assert chosen.kind == "etcd"
+    assert chosen.values == {
+        "datastore": "etcdv3", "endpoints": "https://10.0.0.1:2379", "prefix": "/k/",
+        "ca_file": "/etc/bgpd/tls/ca.pem",
+    }  # fmt: skip
+    assert select.from_cni(installed(host)["plugins"][0], env={}).kind == "directory"
 
 
 def test_mtu_defaults_to_zero_and_node_name_to_nodename(host: Host) -> None:
