@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..datastore import select
 from ..datastore.base import DatastoreError
-from . import ipam, node, policy, resources
+from . import datastore, ipam, node, policy, resources
 from .context import Context, CtlError, default_node_name, default_state_dir
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(common, suppress=True)
     commands = parser.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser)
     commands.required = True
+    datastore.register(commands, [common])
     ipam.register(commands, [common])
     node.register(commands, [common])
     policy.register(commands, [common])
