@@ -1,11 +1,13 @@
 """``bgpctl``: the operator's command line, after ``calicoctl``.
 
-    bgpctl [--state-dir DIR] [--node-name NODE] <command> ...
+    bgpctl [--state-dir DIR] [--node-name NODE] [--datastore etcd --etcd-endpoints URLS ...]
+           <command> ...
 
 Each command group lives in its own module with a ``register(subparsers)`` that
 adds its parser and sets ``run`` (a function of the parsed arguments and the
 ``Context`` that returns the exit status): ``resources`` (apply, create, replace,
-delete, get), ``node`` (status, routes), ``ipam`` and ``policy`` (show).
+delete, get), ``node`` (status, routes), ``ipam``, ``policy`` (show) and
+``datastore`` (migrate, status).
 
 Exit status: 0 when the command did its work (``ipam check`` finding problems
 included, as calicoctl's), 1 on any failure, with one line on stderr.  Usage
