@@ -7,7 +7,7 @@ import sys
 
 from .report import Row, emit
 
-BENCHMARKS = ["codec", "sessions", "rib", "kernel", "cni", "convergence", "policy"]
+BENCHMARKS = ["codec", "sessions", "rib", "kernel", "cni", "convergence", "policy", "etcd"]
 
 
 def main(argv: list[str]) -> int:
