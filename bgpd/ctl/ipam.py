@@ -312,8 +312,15 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> int:
     def write(line: str) -> None:
         print(line, flush=True)
 
+    # A process ID is this machine's: with a datastore that other machines write
+    # too (etcd), only this node's creating records can be judged by it.
+    node = None if ctx.datastore.kind == "directory" else ctx.node
     checker = ipam_check.run(
-        store, write, show_all_ips=args.show_all_ips, show_problem_ips=args.show_problem_ips
+        store,
+        write,
+        show_all_ips=args.show_all_ips,
+        show_problem_ips=args.show_problem_ips,
+        node=node,
     )
     if args.output:
         try:

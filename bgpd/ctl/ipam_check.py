@@ -25,7 +25,11 @@ not an ADD under way.  The problems looked for, each counted once:
     handle.  calicoctl prints these but leaves them out of its total; we count them.
 ``creating-by-dead-plugin``
     A record left ``creating`` by a plugin whose process is gone (GC or DEL will
-    clean it up).  One per record.
+    clean it up).  One per record.  A process ID means something only on the
+    machine that wrote it: with a datastore shared by machines (etcd), only the
+    records of the checking node (``--node-name``) are judged, and other nodes'
+    ``creating`` records are counted as not judgeable, no problem.  The directory
+    datastore never spans machines, so there every record is judged.
 
 Tunnel addresses (handles ``ipip-tunnel-addr-<node>`` and the like, or a ``type``
 attribute) are counted as in use by their node: nothing in bgpd records tunnel
@@ -123,11 +127,15 @@ class Checker:
         show_all_ips: bool = False,
         show_problem_ips: bool = False,
         alive: Callable[[object], bool] = pid_alive,
+        node: str | None = None,
     ) -> None:
         self.write = write
         self.show_all_ips = show_all_ips
         self.show_problem_ips = show_problem_ips or show_all_ips
         self.alive = alive
+        #: The node whose plugins' processes ``alive`` can see; None: every node's
+        #: (a datastore on this machine alone).
+        self.node = node
         #: ip -> the allocations of it (one, unless blocks overlap), calicoctl's shape
         self.allocations: dict[str, list[dict[str, Any]]] = {}
         #: handle -> {block CIDR: addresses the block holds for it}
@@ -383,9 +391,15 @@ class Checker:
 
     def _scan_creating(self) -> None:
         self.write("Scanning for endpoint records left creating by a dead plugin...")
-        dead = 0
+        dead = elsewhere = 0
         for key, value in self.endpoints:
-            if value.get("state") != "creating" or self.alive(value.get("pid")):
+            if value.get("state") != "creating":
+                continue
+            owner = value.get("node")
+            if self.node is not None and owner and owner != self.node:
+                elsewhere += 1  # its pid is another machine's: not judgeable from here
+                continue
+            if self.alive(value.get("pid")):
                 continue
             dead += 1
             if self.show_problem_ips:
@@ -397,6 +411,11 @@ class Checker:
                     node=value.get("node"),
                     detail=f"{key} left creating by pid {value.get('pid')}",
                 )
+            )
+        if elsewhere:
+            self.write(
+                f"Skipped {elsewhere} endpoint records creating on other nodes "
+                "(their plugins' processes are not visible from here)."
             )
         self.write(f"Found {dead} endpoint records left creating by a dead plugin.")
 
@@ -449,14 +468,21 @@ def run(
     show_all_ips: bool = False,
     show_problem_ips: bool = False,
     alive: Callable[[object], bool] = pid_alive,
+    node: str | None = None,
 ) -> Checker:
-    """The whole check against a datastore, progress written as it goes."""
+    """The whole check against a datastore, progress written as it goes.  ``node``:
+    judge ``creating`` records by their plugin's pid only for this node (a
+    datastore other machines write too); None: for every node."""
     from ..cni.endpoints import all_endpoints  # noqa: PLC0415
     from ..ipam.allocator import BLOCKS, HANDLES  # noqa: PLC0415
     from ..ipam.pools import POOLS  # noqa: PLC0415
 
     checker = Checker(
-        write, show_all_ips=show_all_ips, show_problem_ips=show_problem_ips, alive=alive
+        write,
+        show_all_ips=show_all_ips,
+        show_problem_ips=show_problem_ips,
+        alive=alive,
+        node=node,
     )
     write("Checking IPAM for inconsistencies...")
     write("")
