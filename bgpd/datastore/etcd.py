@@ -125,11 +125,10 @@ def parse_endpoint(url: str) -> tuple[str, str, int]:
         host, _, port_text = rest.partition(":")
     if not host or "/" in rest:
         raise DatastoreError(f"etcd endpoint {url!r}: expected scheme://host:port")
-    try:
-        port = int(port_text) if port_text else 2379
-    except ValueError:
-        raise DatastoreError(f"etcd endpoint {url!r}: bad port {port_text!r}") from None
-    return scheme, host, port
+    if port_text and not (port_text.isascii() and port_text.isdigit()
+                          and 0 < int(port_text) < 65536):  # not 70000 = 4464 in disguise
+        raise DatastoreError(f"etcd endpoint {url!r}: bad port {port_text!r}")
+    return scheme, host, int(port_text) if port_text else 2379
 
 
 def b64(data: bytes) -> str:
@@ -250,6 +249,12 @@ class EtcdStore:
             self._token = str(answer.get("token", ""))
         return {"Authorization": self._token}
 
+    def forget_token(self) -> None:
+        """Authenticate again next time: etcd refused the token (it forgets them when
+        auth is disabled, or restarting from a snapshot).  Without the lock: it may be
+        held for a whole request, and a race costs at most one more authentication."""
+        self._token = None
+
     def locked_auth_headers(self) -> dict[str, str]:
         """``auth_headers`` for another connection (the watch's), from any thread."""
         with self._lock:
@@ -318,7 +323,8 @@ class EtcdStore:
             if revision:
                 payload["revision"] = revision
             answer = self.call("/v3/kv/range", payload)
-            revision = int(answer["header"]["revision"])
+            # The first page's: a header tells the current revision, not the one read.
+            revision = revision or int(answer["header"]["revision"])
             kvs = answer.get("kvs", [])
             yield from kvs
             if not answer.get("more") or not kvs:

@@ -24,7 +24,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from . import codec
-from .base import Change, DatastoreError, Record, Unavailable
+from .base import Change, DatastoreError, Unavailable
 from .etcd import b64, error_of, range_end, unb64
 from .http1 import HttpError, ResponseParser, request
 
@@ -38,6 +38,10 @@ log = logging.getLogger("bgpd.datastore.etcd")
 
 RETRY_MIN = 0.2
 RETRY_MAX = 5.0
+#: gRPC codes that end a stream but say "try again": CANCELLED (an etcd shutting
+#: down closes its gateway's own connection), DEADLINE_EXCEEDED, UNAVAILABLE, and
+#: UNAUTHENTICATED (a token etcd forgot: authenticate again).
+_RETRY_STREAM = frozenset({1, 4, 14, 16})
 
 
 class _Stream:
@@ -136,10 +140,9 @@ async def watch_etcd(store: EtcdStore, prefix: str, since: int) -> AsyncIterator
             }})
             async for message in answers:
                 if "error" in message:
-                    error = message["error"]
-                    raise error_of(int(error.get("http_code", 500)), error)
+                    raise _stream_error(store, message["error"])
                 result = message.get("result", {})
-                if result.get("created"):
+                if result.get("created") and not result.get("canceled"):
                     if outage:
                         log.warning("etcd watch on %s resumed at revision %d",
                                     _url(store, index), next_revision)
@@ -154,7 +157,10 @@ async def watch_etcd(store: EtcdStore, prefix: str, since: int) -> AsyncIterator
                     yield [Change(now, None, None)]
                     break
                 if result.get("canceled"):
-                    raise Unavailable(f"etcd canceled the watch: {result.get('cancel_reason', '')}")
+                    reason = str(result.get("cancel_reason", ""))
+                    if "Unauthenticated" in reason or "auth token" in reason:
+                        store.forget_token()
+                    raise Unavailable(f"etcd canceled the watch: {reason}")
                 batch = []
                 for event in result.get("events", ()):
                     kv = event["kv"]
@@ -162,9 +168,8 @@ async def watch_etcd(store: EtcdStore, prefix: str, since: int) -> AsyncIterator
                     revision = int(kv["mod_revision"])
                     if event.get("type") == "DELETE":
                         batch.append(Change(revision, key, None))
-                    else:
-                        value = codec.loads(unb64(kv.get("value", "")))
-                        batch.append(Change(revision, key, Record(key, value, revision)))
+                    else:  # an unreadable record: DatastoreError, as from get or list
+                        batch.append(Change(revision, key, store._record(kv)))
                     next_revision = revision + 1
                 if batch:
                     yield batch
@@ -177,6 +182,16 @@ async def watch_etcd(store: EtcdStore, prefix: str, since: int) -> AsyncIterator
             delay = min(delay * 2, RETRY_MAX)
         finally:
             stream.close()
+
+
+def _stream_error(store: EtcdStore, error: dict[str, Any]) -> DatastoreError:
+    """The error for a stream's ``{"error": {"grpc_code", "http_code", "message"}}``."""
+    code = error.get("grpc_code")
+    if code == 16:
+        store.forget_token()
+    if code in _RETRY_STREAM:
+        return Unavailable(f"etcd: {error.get('message', '')}")
+    return error_of(int(error.get("http_code", 500)), error)
 
 
 def _url(store: EtcdStore, index: int) -> str:

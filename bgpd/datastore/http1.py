@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 #: A header block or chunk-size line longer than this is not a server we know.
 MAX_LINE = 64 * 1024
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_DIGITS = frozenset(b"0123456789")
 
 
 class HttpError(Exception):
@@ -121,10 +123,10 @@ class ResponseParser:
             line = self._line()
             if line is None:
                 return False
-            try:
-                self._remaining = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise HttpError(f"bad chunk size {line[:40]!r}") from None
+            size = line.split(b";", 1)[0].strip()
+            if not size or not _HEX.issuperset(size):  # 1*HEXDIG: no sign, 0x or _
+                raise HttpError(f"bad chunk size {line[:40]!r}")
+            self._remaining = int(size, 16)
             self._state = "chunk" if self._remaining else "trailer"
             return True
         if state == "chunk":
@@ -176,10 +178,10 @@ class ResponseParser:
         elif "chunked" in self.headers.get("transfer-encoding", "").lower():
             self._state = "chunk-size"
         elif "content-length" in self.headers:
-            try:
-                self._remaining = int(self.headers["content-length"])
-            except ValueError:
-                raise HttpError("bad Content-Length") from None
+            length = self.headers["content-length"]
+            if not length or not _DIGITS.issuperset(length.encode()):  # 1*DIGIT
+                raise HttpError(f"bad Content-Length {length[:40]!r}")
+            self._remaining = int(length)
             self._state = "length" if self._remaining else "done"
         else:
             self._state = "close"
