@@ -23,10 +23,11 @@ How the interface maps (``base.Datastore``):
   etcd compacted past it;
 - ``hold`` keeps a record alive on a lease, so it vanishes with its writer.
 
-Failures: an endpoint that refuses or drops the connection before a request was
-sent is skipped for the next one; when none answers, or the cluster has no
-leader, ``Unavailable`` (retryable).  A request whose answer is lost after it was
-sent is not replayed (a compare-and-swap that succeeded would then report a
+Failures: an endpoint that refuses the connection is skipped for the next one;
+when none answers, or the cluster has no leader, ``Unavailable`` (retryable).  A
+kept-alive connection is checked before each request (the server may have closed
+it while idle).  A read whose answer is lost is sent again to the next endpoint; a
+write is not replayed (a compare-and-swap that succeeded would then report a
 conflict with itself): it raises ``Unavailable`` too, and the caller retries from
 a fresh read.
 """
@@ -36,6 +37,7 @@ from __future__ import annotations
 import _thread
 import binascii
 import builtins
+import select
 import socket
 
 from . import codec
@@ -62,6 +64,12 @@ PAGE = 1000
 _RETRYABLE_CODES = frozenset({4, 14})
 _UNAUTHENTICATED = 16
 AUTHENTICATE = "/v3/auth/authenticate"
+#: Calls that change nothing (a lease renewed twice is renewed once): sent again,
+#: to the next endpoint, when their answer is lost.
+_READS = frozenset({
+    "/v3/kv/range", "/v3/maintenance/status", "/v3/cluster/member/list", AUTHENTICATE,
+    "/v3/lease/keepalive", "/v3/lease/timetolive",
+})
 
 
 class EtcdSettings:
@@ -261,14 +269,22 @@ class EtcdStore:
             return self.auth_headers()
 
     def _send(self, path: str, data: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """One request, on the connection in use or a new one, trying each endpoint
+        in turn from the one that answered last.  A request whose answer was lost
+        is sent again (on the next endpoint) only if it changes nothing."""
+        replayable = path in _READS
         failures = []
         count = len(self.settings.endpoints)
-        # One more attempt than endpoints: a kept-alive connection found closed
-        # costs one, and every endpoint still gets its chance.
-        for attempt in range(count + 1):
-            index = (self._current + attempt) % count
+        start = self._current
+        tries = count
+        attempt = -1
+        while attempt + 1 < tries:
+            attempt += 1
+            index = (start + attempt) % count
             scheme, host, port = self.settings.endpoints[index]
-            fresh = self._sock is None
+            where = f"{scheme}://{host}:{port}"
+            if self._sock is not None and not _idle_and_open(self._sock):
+                self.close()  # closed by the server while idle: nothing was sent on it
             try:
                 if self._sock is None:
                     self._sock = self._connect(index)
@@ -276,20 +292,21 @@ class EtcdStore:
                 message = request("POST", f"{host}:{port}", path, data, headers)
             except OSError as exc:
                 self.close()
-                failures.append(f"{scheme}://{host}:{port}: {exc.strerror or exc}")
+                failures.append(f"{where}: {exc.strerror or exc}")
                 continue
             try:
                 status, body, reusable = self._exchange(self._sock, message)
             except (OSError, HttpError) as exc:
                 self.close()
-                if fresh or isinstance(exc, TimeoutError):
+                if not replayable:
                     # It may have been applied: never replay (see the module's docstring).
                     raise Unavailable(
-                        f"etcd {scheme}://{host}:{port}{path}: {exc}; the outcome is unknown"
+                        f"etcd {where}{path}: {exc}; the outcome is unknown"
                     ) from None
-                # A kept-alive connection the server had closed while idle: nothing
-                # was read, so nothing was done; try again on a fresh one.
-                failures.append(f"{scheme}://{host}:{port}: {exc}")
+                failures.append(f"{where}: {exc}")
+                # One more try, once, so that a lone endpoint that dropped one
+                # connection is asked again.
+                tries = count + 1
                 continue
             if not reusable:
                 self.close()
@@ -428,6 +445,17 @@ class EtcdStore:
     def status(self) -> dict[str, Any]:
         """The answering member's status (version, leader, db size, raft index)."""
         return self.call("/v3/maintenance/status", {})
+
+
+def _idle_and_open(sock: socket.socket) -> bool:
+    """Whether a kept-alive connection can carry a request: nothing is readable on
+    it (readable between requests means the server closed it, or sent what no
+    request of ours asked for)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

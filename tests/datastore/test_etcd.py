@@ -13,8 +13,10 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -336,6 +338,81 @@ def test_unavailable_when_no_endpoint_listens() -> None:
     assert time.monotonic() - started < 1.0
     for port in ports:
         assert f"127.0.0.1:{port}" in str(caught.value)
+
+
+class DroppingProxy:
+    """A TCP relay to etcd that, once ``drop_next_answer`` is set, passes the next
+    request on and closes the client's connection instead of returning the answer:
+    the one fault (an answer lost after etcd acted) that cannot be caused otherwise."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.drop_next_answer = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        with client, socket.create_connection(("127.0.0.1", self.target_port)) as upstream:
+            while True:
+                request = client.recv(65536)
+                if not request:
+                    return
+                upstream.sendall(request)
+                answer = upstream.recv(65536)
+                if self.drop_next_answer:
+                    self.drop_next_answer = False
+                    return  # etcd acted; the client never hears of it
+                client.sendall(answer)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_lost_answer_is_never_replayed_for_a_write(etcd: EtcdCluster) -> None:
+    """A compare-and-swap whose answer is lost raises Unavailable (the outcome is
+    unknown), never a Conflict with its own write; a read is simply sent again."""
+    proxy = DroppingProxy(etcd.members[0].client_port)
+    store = EtcdStore(EtcdSettings([f"http://127.0.0.1:{proxy.port}"], "/lost/"))
+    try:
+        first = store.put("k", {"v": 1})  # the connection is now kept alive
+        proxy.drop_next_answer = True
+        with pytest.raises(Unavailable, match="outcome is unknown"):
+            store.put("k", {"v": 2}, expect=first)
+        record = store.get("k")
+        assert record is not None and record.value == {"v": 2}  # applied exactly once
+        assert record.revision == first + 1
+        proxy.drop_next_answer = True
+        got = store.get("k")  # the lost read is sent again, on a new connection
+        assert got is not None and got.value == {"v": 2}
+    finally:
+        store.close()
+        proxy.close()
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_an_error(etcd: EtcdCluster) -> None:
+    proxy = DroppingProxy(etcd.members[0].client_port)
+    store = EtcdStore(EtcdSettings([f"http://127.0.0.1:{proxy.port}"], "/idle/"))
+    try:
+        revision = store.put("k", {"v": 1})
+        assert store._sock is not None
+        store._sock.getpeername()  # kept alive
+        # The relay ends the connection between two requests, as a server may.
+        proxy.drop_next_answer = True
+        assert store.get("k") is not None  # read lost: sent again
+        assert store.put("k", {"v": 2}, expect=revision) == revision + 1  # fresh connection
+    finally:
+        store.close()
+        proxy.close()
 
 
 # -- (f) held records ----------------------------------------------------------------------
