@@ -39,6 +39,7 @@ import binascii
 import builtins
 import select
 import socket
+import time
 
 from . import codec
 from .base import Conflict, DatastoreError, Record, Unavailable, check_key
@@ -64,6 +65,13 @@ PAGE = 1000
 _RETRYABLE_CODES = frozenset({4, 14})
 _UNAUTHENTICATED = 16
 AUTHENTICATE = "/v3/auth/authenticate"
+#: etcd's refusals while it elects a leader, made before the request was acted on
+#: (ErrNoLeader before proposing a write; ErrLeaderChanged from the linearizable
+#: read path): safe to send again.  "request timed out" is not among them: a
+#: write may have been applied.
+_ELECTION = frozenset({"etcdserver: no leader", "etcdserver: leader changed"})
+#: The first pause before asking again during an election (doubling to 0.5 s).
+ELECTION_RETRY = 0.05
 #: Calls that change nothing (a lease renewed twice is renewed once): sent again,
 #: to the next endpoint, when their answer is lost.
 _READS = frozenset({
@@ -228,12 +236,26 @@ class EtcdStore:
         """One unary gateway call; the decoded answer.  Raises ``Unavailable`` when
         no endpoint answers, ``DatastoreError`` for an error etcd reports."""
         data = codec.dumps(payload, sort_keys=False).encode()
+        deadline = 0.0
+        delay = ELECTION_RETRY
         with self._lock:
-            status, body = self._send(path, data, self.auth_headers(path))
-            expired = status == 401 or (status != 200 and _code(body) == _UNAUTHENTICATED)
-            if expired and self.settings.username is not None:
-                self._token = None  # the token expired: authenticate again, once
+            while True:
                 status, body = self._send(path, data, self.auth_headers(path))
+                expired = status == 401 or (status != 200 and _code(body) == _UNAUTHENTICATED)
+                if expired and self.settings.username is not None:
+                    self._token = None  # the token expired: authenticate again, once
+                    status, body = self._send(path, data, self.auth_headers(path))
+                if status == 200 or _message(body) not in _ELECTION:
+                    break
+                # A member that lost its leader refused the request before acting
+                # on it: ask again while the cluster elects another, as etcd's own
+                # client does, within the request timeout.
+                now = time.monotonic()
+                deadline = deadline or now + self.settings.timeout
+                if now + delay > deadline:
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
         answer = _json_object(body)
         if status != 200:
             raise error_of(status, answer)
@@ -469,3 +491,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 def _code(body: bytes) -> object:
     return _json_object(body).get("code")
+
+
+def _message(body: bytes) -> object:
+    answer = _json_object(body)
+    return answer.get("message") or answer.get("error")

@@ -140,6 +140,7 @@ class Lab:
     #: "directory" (the state directory's), or "etcd": a real etcd member in the
     #: fabric namespace, which every node reaches at ``ETCD_ADDRESS``.
     datastore: str = "directory"
+    etcd_members: int = 1  # with datastore "etcd": how many members its cluster has
     start_timeout: float = START_TIMEOUT
     log: Any = None  # a callable taking one line of progress text, or None
     topology: Topology = field(init=False)
@@ -212,9 +213,11 @@ class Lab:
         self._say(f"network: {self.nodes} node namespaces ({self.prefix}-node*), {self.encap}")
         nets = self.topology.build()
         if self.datastore == "etcd":
-            self._say(f"etcd in {self.topology.fabric} at {ETCD_ADDRESS}")
+            self._say(f"etcd ({self.etcd_members} members) in {self.topology.fabric} at "
+                      f"{ETCD_ADDRESS}")  # fmt: skip
             self.etcd = EtcdCluster(
-                self.state / "etcd", host=ETCD_ADDRESS, netns=self.topology.fabric
+                self.state / "etcd", members=self.etcd_members, host=ETCD_ADDRESS,
+                netns=self.topology.fabric,
             ).start()
         self.apply(resources.to_yaml(resources.ippool(self.encap)))
         if self.mode == "reflector":

@@ -310,6 +310,23 @@ async def test_a_cluster_losing_the_member_in_use_keeps_serving(
     store.close()
 
 
+def test_losing_the_leader_needs_no_retry_from_the_caller(etcd3: EtcdCluster) -> None:
+    """The leader killed, the very next reads and compare-and-swaps succeed: the
+    store asks again while the other members elect one ("no leader", "leader
+    changed" are refusals made before etcd acted), as etcd's own client does."""
+    store = etcd3.store("/election/")
+    revision = store.put("k", {"v": 0})
+    leader = int(store.status()["leader"])
+    urls = {int(m["ID"]): m["clientURLs"][0] for m in store.members()}
+    etcd3.stop_member(etcd3.endpoints.index(urls[leader]), kill=True)
+    for n in range(1, 6):
+        record = store.get("k")
+        assert record is not None and record.revision == revision
+        revision = store.put("k", {"v": n}, expect=revision)
+    store.check()
+    store.close()
+
+
 # -- (e) nothing answers -------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""etcd stopped for 30 s under a running cluster, then started again (issue 9).
+"""etcd stopped for 30 s under a running cluster, then started again (issue 9);
+and a three-member etcd losing one member under a running cluster.
 
 While it is down: every BGP session stays Established, every node keeps every
 route, traffic between pods on different nodes loses nothing, the node agents'
@@ -88,6 +89,39 @@ def test_etcd_down_30s_changes_nothing_and_everything_catches_up(tmp_path: Path)
         finally:
             store.close()
         assert lab.ping(lab.pods_on("node1")[0], lab.pods[-1].ip) == 0.0, diagnose(lab)
+        result = flood.stop()
+        assert result["lost"] == [] and result["received"] == result["sent"], result
+        assert [a.runs for a in lab.agents.values()] == [1, 1, 1], "an agent was restarted"
+
+
+def test_a_three_member_etcd_losing_one_member_keeps_the_cluster_working(tmp_path: Path) -> None:
+    """Every agent and plugin is given the three members; one is killed (SIGKILL,
+    as a machine lost): pods are still made, new blocks still reach every node,
+    no session drops and no agent restarts."""
+    with running_lab(tmp_path, nodes=3, datastore="etcd", etcd_members=3, pods_per_node=1) as lab:
+        assert lab.etcd is not None and len(lab.etcd.endpoints) == 3
+        sessions, _routes = snapshot(lab)
+        flood = lab.flood(lab.pods_on("node1")[0], lab.pods_on("node3")[0].ip)
+        lab.wait_flowing(flood, 50)
+        lab.etcd.stop_member(0, kill=True)  # the first endpoint every process tries
+        pod = lab.add_pod("node2", 2)
+        assert lab.ping(lab.pods_on("node1")[0], pod.ip) == 0.0, diagnose(lab)
+        lab.apply(to_yaml(ippool("direct", cidr="10.67.0.0/16", name="two-of-three")))
+        store = lab.store()
+        try:
+            got = Ipam(store, "node1").auto_assign(
+                "two-of-three", {}, num4=1, num6=0, pools4=["two-of-three"]
+            )
+        finally:
+            store.close()
+        block = str(ipaddress.ip_network(f"{got[0].address}/26", strict=False))
+
+        def routed() -> bool:
+            return all(lab.route(n, block).startswith(f"{block} via ")
+                       for n in ("node2", "node3"))  # fmt: skip
+
+        wait_for(routed, 30, f"{block} routed on node2 and node3")
+        assert snapshot(lab)[0] == sessions, diagnose(lab)
         result = flood.stop()
         assert result["lost"] == [] and result["received"] == result["sent"], result
         assert [a.runs for a in lab.agents.values()] == [1, 1, 1], "an agent was restarted"
