@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -42,23 +43,26 @@ def require_etcd() -> None:
     require_programs("etcd", package="etcd-server")
 
 
-@pytest.fixture
-def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
-    """A one-member etcd on free loopback ports, stopped (by PID) afterwards."""
+@contextlib.contextmanager
+def running_etcd(tmp_path_factory: pytest.TempPathFactory, members: int) -> Iterator[EtcdCluster]:
+    """``members`` real etcd members on free loopback ports, stopped (by PID) afterwards."""
     require_etcd()
-    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"), members=1)
+    cluster = EtcdCluster(tmp_path_factory.mktemp(f"etcd{members}"), members=members)
     try:
         yield cluster.start()
     finally:
         cluster.close()
+
+
+@pytest.fixture
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    """A one-member etcd for one test."""
+    with running_etcd(tmp_path_factory, 1) as cluster:
+        yield cluster
 
 
 @pytest.fixture
 def etcd3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
-    """A three-member etcd cluster on loopback, stopped afterwards."""
-    require_etcd()
-    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd3"), members=3)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.close()
+    """A three-member etcd cluster for one test."""
+    with running_etcd(tmp_path_factory, 3) as cluster:
+        yield cluster

@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         print("python -m bgpd.lab needs root: it makes network namespaces, veths and bridges "
               "(run it as root, or with sudo)", file=sys.stderr)  # fmt: skip
         return 1
-    needed = ("ip", "ping", "nft") if args.policy else ("ip", "ping")
-    needed += ("etcd",) if args.datastore == "etcd" else ()
+    needed = ["ip", "ping", *(["nft"] if args.policy else []),
+              *(["etcd"] if args.datastore == "etcd" else [])]  # fmt: skip
     missing = [p for p in needed if shutil.which(p) is None]
     if missing:
         print(f"python -m bgpd.lab needs {', '.join(missing)} (iproute2, iputils-ping, nftables, "

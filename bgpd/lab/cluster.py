@@ -30,6 +30,7 @@ Waiting is polling with a deadline (``wait_for``), never a fixed sleep.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -45,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from ..cni.install import install
 from ..datastore.directory import DirectoryStore
 from ..datastore.select import StoreConfig
-from ..ipam.allocator import announcements
+from ..ipam.allocator import Ipam, announcements
 from ..resources.store import key_of
 from . import resources
 from .agent import Agent, python_module
@@ -343,6 +344,20 @@ class Lab:
             return {name: sorted(announcements(store, name)[0]) for name in self.node_names}
         finally:
             store.close()
+
+    def claim_block(self, node: str, pool: str, cidr: str) -> str:
+        """A new pool ``pool`` (``cidr``, this lab's encapsulation) and one address
+        from it allocated on ``node`` through Calico's IPAM, as a pod would get
+        one: the CIDR of the block ``node`` claimed for it."""
+        self.apply(resources.to_yaml(resources.ippool(self.encap, cidr=cidr, name=pool)))
+        store = self.store()
+        try:
+            got = Ipam(store, node).auto_assign(f"{pool}-probe", {}, num4=1, num6=0,
+                                                pools4=[pool])  # fmt: skip
+        finally:
+            store.close()
+        block = ipaddress.ip_network(f"{got[0].address}/{resources.BLOCK_SIZE}", strict=False)
+        return str(block)
 
     def bgpctl(self, *args: str, node: str | None = None) -> subprocess.CompletedProcess[str]:
         return resources.bgpctl(

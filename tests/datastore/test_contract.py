@@ -17,7 +17,7 @@ import pytest
 from bgpd.datastore.base import BadKey, Change, Conflict, DatastoreError
 from bgpd.datastore.directory import DirectoryStore
 from bgpd.lab.etcd import EtcdCluster
-from tests.conftest import require_etcd
+from tests.conftest import running_etcd
 
 if TYPE_CHECKING:
     from bgpd.datastore.base import Datastore
@@ -30,12 +30,8 @@ _prefixes = itertools.count()
 def shared_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
     """One etcd member for the whole module (starting one costs ~1 s); every test
     has its own key prefix in it."""
-    require_etcd()
-    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"), members=1)
-    try:
-        yield cluster.start()
-    finally:
-        cluster.close()
+    with running_etcd(tmp_path_factory, 1) as cluster:
+        yield cluster
 
 
 @pytest.fixture(params=["directory", "etcd"])

@@ -5,13 +5,11 @@ one of them killed mid-write), ``check()``, and watching the change log."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -20,9 +18,10 @@ from typing import Any
 import pytest
 
 from bgpd.datastore import directory
-from bgpd.datastore.base import BadKey, Change, Conflict, DatastoreError, Unavailable
+from bgpd.datastore.base import BadKey, Conflict, DatastoreError, Unavailable
 from bgpd.datastore.directory import DirectoryStore
 from tests.conftest import IN_CI
+from tests.datastore.test_contract import summary, take, watching
 
 FORK = multiprocessing.get_context("fork")
 WAIT = 30.0  # seconds: a bound on waits for other processes, never a delay
@@ -332,30 +331,6 @@ def test_check_refuses_a_read_only_directory(store: DirectoryStore) -> None:
 
 
 # -- watching ---------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def watching(
-    store: DirectoryStore, prefix: str, since: int
-) -> AsyncIterator[AsyncIterator[list[Change]]]:
-    it = store.watch(prefix, since)
-    try:
-        yield it
-    finally:
-        await it.aclose()  # type: ignore[attr-defined]
-
-
-async def take(it: AsyncIterator[list[Change]], count: int) -> list[Change]:
-    """Batches until at least ``count`` changes came."""
-    got: list[Change] = []
-    async with asyncio.timeout(WAIT):
-        while len(got) < count:
-            got += await anext(it)
-    return got
-
-
-def summary(changes: list[Change]) -> list[tuple[int, str | None, Any]]:
-    return [(c.revision, c.key, None if c.record is None else c.record.value) for c in changes]
 
 
 async def test_watch_delivers_puts_and_deletes_under_its_prefix_only(

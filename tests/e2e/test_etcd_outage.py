@@ -10,14 +10,11 @@ the agents' presence records are there."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import time
 from pathlib import Path
 
-from bgpd.ipam.allocator import Ipam
 from bgpd.lab import Lab, Pod
-from bgpd.lab.resources import ippool, to_yaml
 from bgpd.lab.topology import ip, wait_for
 
 from .conftest import diagnose, running_lab
@@ -29,6 +26,17 @@ def cali_links(lab: Lab, node: str) -> list[str]:
     out = ip(lab.net(node).ns, "-o", "link", "show")
     return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines()
                   if ": cali" in line)  # fmt: skip
+
+
+def routed_everywhere(lab: Lab, block: str) -> None:
+    """Until every node but the block's own routes it to its node."""
+    owner = next(n for n, blocks in lab.blocks().items() if block in blocks)
+    others = [n for n in lab.node_names if n != owner]
+
+    def routed() -> bool:
+        return all(lab.route(n, block).startswith(f"{block} via ") for n in others)
+
+    wait_for(routed, 30, f"{block} of {owner} routed on {', '.join(others)}")
 
 
 def snapshot(lab: Lab) -> tuple[dict[str, dict[str, str] | None], dict[str, list[str]]]:
@@ -69,25 +77,15 @@ def test_etcd_down_30s_changes_nothing_and_everything_catches_up(tmp_path: Path)
                             json.loads(res.stdout)["ips"][0]["address"].split("/")[0]))  # fmt: skip
         # A block claimed now, from a new pool, reaches the other nodes: the agents
         # follow the datastore again without having been restarted.
-        lab.apply(to_yaml(ippool("direct", cidr="10.66.0.0/16", name="after-outage")))
+        block = lab.claim_block("node3", "after-outage", "10.66.0.0/16")
+        assert block in lab.blocks()["node3"]
+        routed_everywhere(lab, block)
         store = lab.store()
         try:
-            got = Ipam(store, "node3").auto_assign(
-                "after-outage", {}, num4=1, num6=0, pools4=["after-outage"]
-            )
-            address = got[0].address
-            block = str(ipaddress.ip_network(f"{address}/26", strict=False))
-            assert block in lab.blocks()["node3"]
-
-            def routed() -> bool:
-                return all(lab.route(n, block).startswith(f"{block} via ")
-                           for n in ("node1", "node2"))  # fmt: skip
-
-            wait_for(routed, 30, f"{block} (holding {address}) routed on node1 and node2")
             agents = store.keys("status/agents/")
-            assert agents == [f"status/agents/{n}/node" for n in lab.node_names], agents
         finally:
             store.close()
+        assert agents == [f"status/agents/{n}/node" for n in lab.node_names], agents
         assert lab.ping(lab.pods_on("node1")[0], lab.pods[-1].ip) == 0.0, diagnose(lab)
         result = flood.stop()
         assert result["lost"] == [] and result["received"] == result["sent"], result
@@ -106,21 +104,7 @@ def test_a_three_member_etcd_losing_one_member_keeps_the_cluster_working(tmp_pat
         lab.etcd.stop_member(0, kill=True)  # the first endpoint every process tries
         pod = lab.add_pod("node2", 2)
         assert lab.ping(lab.pods_on("node1")[0], pod.ip) == 0.0, diagnose(lab)
-        lab.apply(to_yaml(ippool("direct", cidr="10.67.0.0/16", name="two-of-three")))
-        store = lab.store()
-        try:
-            got = Ipam(store, "node1").auto_assign(
-                "two-of-three", {}, num4=1, num6=0, pools4=["two-of-three"]
-            )
-        finally:
-            store.close()
-        block = str(ipaddress.ip_network(f"{got[0].address}/26", strict=False))
-
-        def routed() -> bool:
-            return all(lab.route(n, block).startswith(f"{block} via ")
-                       for n in ("node2", "node3"))  # fmt: skip
-
-        wait_for(routed, 30, f"{block} routed on node2 and node3")
+        routed_everywhere(lab, lab.claim_block("node1", "two-of-three", "10.67.0.0/16"))
         assert snapshot(lab)[0] == sessions, diagnose(lab)
         result = flood.stop()
         assert result["lost"] == [] and result["received"] == result["sent"], result

@@ -14,15 +14,12 @@ packet, and re-converges when it is started again (CALICO.md §6.1):
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 from pathlib import Path
 
 import pytest
 
-from bgpd.ipam.allocator import Ipam
 from bgpd.lab import Lab
-from bgpd.lab.resources import ippool, to_yaml
 
 from .conftest import DATASTORES, diagnose, running_lab
 
@@ -56,15 +53,7 @@ def run(lab: Lab) -> None:
     lab.wait_established(timeout=60)
     flowing()
     # Re-converged: a new block on node3, claimed from a second pool, reaches node2.
-    lab.apply(to_yaml(ippool("direct", cidr="10.66.0.0/16", name="second-pool")))
-    store = lab.store()
-    try:
-        got = Ipam(store, "node3").auto_assign(
-            "after-restart", {}, num4=1, num6=0, pools4=["second-pool"]
-        )
-    finally:
-        store.close()
-    block = str(ipaddress.ip_network(f"{got[0].address}/26", strict=False))
+    block = lab.claim_block("node3", "second-pool", "10.66.0.0/16")
     lab.wait_converged()
     near = lab.net("node3").address
     assert lab.route("node2", block) == f"{block} via {near} dev eth0 proto bird", diagnose(lab)
