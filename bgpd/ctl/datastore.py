@@ -81,6 +81,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..datastore import codec, local
 from ..datastore.base import DatastoreError, Unavailable
+from ..datastore.etcd import DEFAULT_PREFIX
+from ..datastore.presence import AGENTS
 from ..datastore.select import FIELDS, KINDS, StoreConfig
 from . import table
 from .context import CtlError
@@ -93,10 +95,8 @@ if TYPE_CHECKING:
 
 #: Live-presence records of running agents: never migrated, never overwritten.
 STATUS = "status/"
-AGENTS = "status/agents/"
 #: How many keys a message names before "and N more".
 SHOWN = 5
-DEFAULT_PREFIX = "/bgpd/"
 
 
 def register(commands: Any, parents: list[argparse.ArgumentParser]) -> None:

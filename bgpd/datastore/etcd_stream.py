@@ -222,10 +222,13 @@ class LeaseHold:
 
     async def _write(self) -> None:
         grant = await self._call("/v3/lease/grant", {"TTL": self.ttl})
-        self.lease = int(grant["ID"])
+        lease = int(grant["ID"])
         await asyncio.get_running_loop().run_in_executor(
-            None, lambda: self.store.put(self.key, self.value, lease=self.lease)
+            None, lambda: self.store.put(self.key, self.value, lease=lease)
         )
+        # Only now: a lease whose record was never written is no lease of ours
+        # (the next renewal starts over; the orphan expires on its own).
+        self.lease = lease
 
     async def _renew(self) -> None:
         while True:
