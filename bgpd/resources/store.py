@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import builtins
 import ipaddress
+import random
 import time
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
@@ -85,6 +86,14 @@ PREFIXES = {
     "Pod": "resources/pods/",
 }
 RETRIES = 20
+
+
+def _back_off(attempt: int) -> None:
+    """A random pause after losing a compare-and-swap, growing with the attempts
+    (up to ~50 ms): writers racing for one key (six ``bgpctl apply`` updating one
+    Node) otherwise lose in lockstep, and one descheduled at the wrong moment can
+    lose every round."""
+    time.sleep(random.uniform(0, min(0.05, 0.002 * 2**attempt)))
 IPAM_CONFIG_NAME = "default"
 
 
@@ -322,7 +331,7 @@ def _write(store: Store, resource: Resource, mode: str) -> dict[str, Any]:
     namespace = resource_namespace(resource)
     named = _named(kind, name, namespace)
     given = resource.metadata.resource_version
-    for _ in range(RETRIES):
+    for attempt in range(RETRIES):
         record = _record(store, kind, name, namespace)
         stored = None
         if record is None:
@@ -346,6 +355,7 @@ def _write(store: Store, resource: Resource, mode: str) -> dict[str, Any]:
         except Conflict as exc:
             if given:
                 raise UpdateConflict(kind, named, given, exc.actual) from None
+            _back_off(attempt)
             continue
         metadata = {**value["metadata"], "resourceVersion": str(revision)}
         return {**value, "metadata": metadata}
@@ -374,7 +384,7 @@ def delete(
 ) -> dict[str, Any]:  # fmt: skip
     """Remove a resource (NotFound if absent); the object removed."""
     named = _named(kind, name, namespace)
-    for _ in range(RETRIES):
+    for attempt in range(RETRIES):
         record = _record(store, kind, name, namespace)
         if record is None:
             raise NotFound(kind, named)
@@ -386,6 +396,7 @@ def delete(
         except Conflict as exc:
             if resource_version:
                 raise UpdateConflict(kind, named, resource_version, exc.actual) from None
+            _back_off(attempt)
             continue
         return _shown(kind, record)
     raise StoreError(f"{kind}({named}) kept changing while it was deleted; try again")
