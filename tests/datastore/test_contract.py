@@ -152,7 +152,7 @@ def test_bad_keys_are_refused(store: Datastore, key: str) -> None:
     assert store.keys("") == []
 
 
-@pytest.mark.parametrize("prefix", ["/a/", "a//", ".x/", "a b/"])
+@pytest.mark.parametrize("prefix", ["/", "//", "/a/", "a//", ".x/", "a b/", "../"])
 def test_bad_prefixes_are_refused(store: Datastore, prefix: str) -> None:
     with pytest.raises(BadKey):
         store.list(prefix)

@@ -131,16 +131,6 @@ def test_bad_keys_are_refused_everywhere(store: DirectoryStore, key: str) -> Non
     assert store.keys("") == [] and store.revision() == 0
 
 
-@pytest.mark.parametrize("prefix", ["/", "//", ".x/", "a//", "a b/", "../"])
-def test_bad_prefixes_are_refused(store: DirectoryStore, prefix: str) -> None:
-    with pytest.raises(BadKey):
-        store.list(prefix)
-    with pytest.raises(BadKey):
-        store.keys(prefix)
-    with pytest.raises(BadKey):
-        store.watch(prefix, 0)
-
-
 def test_calico_shaped_keys_are_accepted(store: DirectoryStore) -> None:
     keys = ["ipam/blocks/fd00:1::-122", "ipam/affinities/node-1.example/10.0.0.0-26",
             "ipam/handles/k8s-pod-network.0123abc", "x/user@host:port_9"]

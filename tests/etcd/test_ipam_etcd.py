@@ -407,6 +407,19 @@ def assert_node_state(lab: EtcdLab, node: CniNode, live: dict[str, tuple[str, st
 # -- 1. 200 ADDs at once over three nodes, then 200 DELs -----------------------------------
 
 
+
+def run_at_once(lab: Lab, command: str, jobs: list[Any]) -> tuple[list[Any], float]:
+    """``command`` for every (node, container, netns, pod) job, all started at once;
+    the results (every one must succeed) and the seconds they took together."""
+    started = time.monotonic()
+    procs = [lab.start(node, command, c, n, p) for node, c, n, p in jobs]
+    results = [Lab.finish(proc) for proc in procs]
+    seconds = time.monotonic() - started
+    failed = [(c, r) for (_, c, _, _), r in zip(jobs, results, strict=True) if not r.ok]
+    assert not failed, failed[:3]
+    return results, seconds
+
+
 def test_200_concurrent_adds_over_three_nodes_then_200_dels(lab: EtcdLab) -> None:
     """Fewer blocks than the nodes want (4 of 64 for 200 pods over 3 nodes): nodes
     race for the claims, and those left without enough borrow from the others'."""
@@ -418,12 +431,7 @@ def test_200_concurrent_adds_over_three_nodes_then_200_dels(lab: EtcdLab) -> Non
         pod = f"pod{i:03d}"
         jobs.append((node, f"c{i:03d}", node.pod_netns(pod), pod))
 
-    started = time.monotonic()
-    procs = [lab.start(node, "ADD", c, n, p) for node, c, n, p in jobs]
-    results = [Lab.finish(proc) for proc in procs]
-    add_seconds = time.monotonic() - started
-    failed = [(c, r) for (_, c, _, _), r in zip(jobs, results, strict=True) if not r.ok]
-    assert not failed, failed[:3]
+    results, add_seconds = run_at_once(lab, "ADD", jobs)
 
     addresses = [address_of(r) for r in results]
     assert len(set(addresses)) == count
@@ -448,12 +456,7 @@ def test_200_concurrent_adds_over_three_nodes_then_200_dels(lab: EtcdLab) -> Non
     print(f"\n{count} concurrent ADDs over 3 nodes: {add_seconds:.1f} s;"
           f" allocations by block owner {dict(blocks)}; borrowed by {dict(borrowed)}")  # fmt: skip
 
-    started = time.monotonic()
-    procs = [lab.start(node, "DEL", c, n, p) for node, c, n, p in jobs]
-    results = [Lab.finish(proc) for proc in procs]
-    del_seconds = time.monotonic() - started
-    failed = [(c, r) for (_, c, _, _), r in zip(jobs, results, strict=True) if not r.ok]
-    assert not failed, failed[:3]
+    _, del_seconds = run_at_once(lab, "DEL", jobs)
     assert lab.records() == []
     assert lab.store.list(HANDLES) == []
     assert assert_ipam_consistent(lab) == {}
